@@ -1,0 +1,152 @@
+"""The deployable graph (pre-processing, network, upsampling, output head) and its ONNX export."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ocr_deploy.errors import ExportError
+from ocr_deploy.meta import META_KEY, InputSpec, ModelMeta
+
+if TYPE_CHECKING:
+    import onnx
+
+    from exporters.hrnet_ocr import HRNetOCR
+
+# Exposed only in the in-memory graph used for verification; removed from the saved file.
+VERIFY_LOGITS = "verification_logits"
+# Tracing size for dynamic exports: any size >= 32 works; 2 avoids batch-1 specialisation.
+_EXAMPLE_BATCH, _EXAMPLE_HEIGHT, _EXAMPLE_WIDTH = 2, 256, 320
+_TORCH_DTYPES = {"uint8": torch.uint8, "int32": torch.int32}
+# Loggers that narrate the exporter's internals (opset fallback, torchvision ops, guards).
+_CHATTY_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx", "torch._guards",
+                   "onnxscript")
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[io.StringIO]:
+    """Silence progress prints, warnings and info logs; errors still raise."""
+    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    captured = io.StringIO()
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(captured):
+            warnings.simplefilter("ignore")
+            yield captured
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+class DeployGraph(nn.Module):
+    """frame -> network -> `out` upsampled to the input size -> labels, logits or probs.
+
+    The aux head stays inside the network (OCR's soft object regions need it); only `out` is used.
+    """
+
+    def __init__(self, network: HRNetOCR, meta: ModelMeta):
+        super().__init__()
+        self.network = network
+        self.raw_input = meta.input.format == "raw"
+        self.output_kind = meta.output.kind
+        self.labels_dtype = _TORCH_DTYPES.get(meta.output.dtype, torch.float32)
+        self.align_corners = meta.network.align_corners
+        mean = torch.tensor(meta.input.mean).view(1, 3, 1, 1)
+        std = torch.tensor(meta.input.std).view(1, 3, 1, 1)
+        # (x/255 - mean)/std folded into one multiply-add per pixel.
+        self.register_buffer("scale", 1.0 / (255.0 * std), persistent=False)
+        self.register_buffer("shift", -mean / std, persistent=False)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.raw_input:
+            # NHWC BGR uint8 -> NCHW RGB float (float64 when verification runs in double)
+            x = image.permute(0, 3, 1, 2).flip(1).to(self.scale.dtype) * self.scale + self.shift
+        else:
+            x = image
+        out = self.network(x)[1]
+        logits = F.interpolate(out, size=x.shape[-2:], mode="bilinear",
+                               align_corners=self.align_corners)
+        if self.output_kind == "labels":
+            return logits.argmax(dim=1).to(self.labels_dtype), logits
+        if self.output_kind == "probs":
+            return torch.softmax(logits, dim=1), logits
+        return (logits,)
+
+
+def example_input(spec: InputSpec) -> torch.Tensor:
+    batch = spec.batch or _EXAMPLE_BATCH
+    height = spec.height or _EXAMPLE_HEIGHT
+    width = spec.width or _EXAMPLE_WIDTH
+    if spec.format == "raw":
+        return torch.randint(0, 256, (batch, height, width, 3), dtype=torch.uint8)
+    return torch.randn(batch, 3, height, width)
+
+
+def _dynamic_shapes(spec: InputSpec) -> tuple[dict[int, torch.export.Dim], ...]:
+    height_axis, width_axis = (1, 2) if spec.format == "raw" else (2, 3)
+    dims: dict[int, torch.export.Dim] = {}
+    if spec.batch is None:
+        dims[0] = torch.export.Dim("batch", min=1)
+    if spec.height is None:
+        dims[height_axis] = torch.export.Dim("height", min=spec.min_side)
+    if spec.width is None:
+        dims[width_axis] = torch.export.Dim("width", min=spec.min_side)
+    return (dims,)
+
+
+def output_names(meta: ModelMeta) -> list[str]:
+    if meta.output.kind == "logits":
+        return [meta.output.name]
+    return [meta.output.name, VERIFY_LOGITS]
+
+
+def export_graph(network: HRNetOCR, meta: ModelMeta, *, opset: int) -> onnx.ModelProto:
+    """Export with torch's dynamo exporter; the result still carries the verification output."""
+    graph = DeployGraph(network, meta).eval()
+    try:
+        with torch.no_grad(), _quiet_exporter():
+            program = torch.onnx.export(
+                graph, (example_input(meta.input),), dynamo=True, opset_version=opset,
+                input_names=[meta.input.name], output_names=output_names(meta),
+                dynamic_shapes=_dynamic_shapes(meta.input), verbose=False)
+    except Exception as error:  # the exporter raises many private types; keep its first line
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ExportError(f"torch.onnx.export failed: {detail[:200]}") from error
+    finally:
+        # The exporter may restore training flags; the graph we verify must stay in eval mode.
+        graph.eval()
+    model = program.model_proto
+    model.producer_name = "ocr-deploy"
+    model.producer_version = meta.provenance.toolkit_version
+    set_metadata(model, meta)
+    return model
+
+
+def set_metadata(model: onnx.ModelProto, meta: ModelMeta) -> None:
+    for entry in list(model.metadata_props):
+        if entry.key == META_KEY:
+            model.metadata_props.remove(entry)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = META_KEY, meta.to_json()
+
+
+def without_verification_output(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The file users get: the verification logits are no longer a graph output."""
+    import onnx
+
+    final = onnx.ModelProto()
+    final.CopyFrom(model)
+    for output in list(final.graph.output):
+        if output.name == VERIFY_LOGITS:
+            final.graph.output.remove(output)
+    return final

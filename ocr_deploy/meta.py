@@ -1,0 +1,158 @@
+"""ModelMeta: what a deployed model computes, stored as versioned JSON inside the artifact.
+
+Everything a runtime needs to feed the graph and read its output travels with the model file:
+ONNX `metadata_props` (key META_KEY) or, for a TensorRT plan, a JSON sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ocr_deploy.errors import ModelFileError
+from ocr_deploy.presets import RGB, TestSizePolicy
+
+META_KEY = "ocr_deploy"
+SCHEMA_VERSION = 1
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_SIDE = 32
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The graph input. 'raw': uint8 NHWC BGR frames as OpenCV decodes them, normalised inside the
+    graph. 'normalized': float32 NCHW RGB, already (x/255 - mean)/std."""
+
+    format: str = "raw"
+    name: str = "image"
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # RGB order, on 0..1 values
+    std: tuple[float, float, float] = IMAGENET_STD
+    batch: int | None = None  # None: dynamic
+    height: int | None = None
+    width: int | None = None
+    min_side: int = MIN_SIDE
+
+    @property
+    def dtype(self) -> str:
+        return "uint8" if self.format == "raw" else "float32"
+
+    @property
+    def layout(self) -> str:
+        return "NHWC, BGR" if self.format == "raw" else "NCHW, RGB"
+
+    @property
+    def fixed_size(self) -> tuple[int, int] | None:
+        if self.height is None or self.width is None:
+            return None
+        return (self.height, self.width)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """'labels': class index per pixel [N,H,W]; 'logits'/'probs': float32 [N,K,H,W]."""
+
+    kind: str = "labels"
+    name: str = "labels"
+    dtype: str = "uint8"
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    variant: str
+    num_classes: int
+    mid_channels: int
+    key_channels: int
+    align_corners: bool
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    classes: tuple[str, ...]
+    palette: tuple[RGB, ...]
+    test_policy: TestSizePolicy
+    flip_pairs: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Provenance:
+    checkpoint_name: str
+    checkpoint_sha256: str
+    toolkit_version: str
+    precision: str = "fp32"
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    network: NetworkSpec
+    dataset: DatasetSpec
+    input: InputSpec
+    output: OutputSpec
+    provenance: Provenance
+    schema_version: int = field(default=SCHEMA_VERSION)
+
+    @property
+    def num_classes(self) -> int:
+        return self.network.num_classes
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "model") -> ModelMeta:
+        try:
+            data = json.loads(text)
+            version = int(data.get("schema_version", 0))
+            if version > SCHEMA_VERSION:
+                raise ModelFileError(f"{source} was made by a newer ocr-deploy (metadata schema "
+                                     f"{version} > {SCHEMA_VERSION}); upgrade ocr-deploy")
+            return _build(cls, data)
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise ModelFileError(f"{source} has damaged ocr-deploy metadata ({error}); export the "
+                                 "model again with `ocr-deploy export`") from None
+
+
+def _build(kind: type, data: dict[str, Any]) -> Any:
+    """Rebuild nested frozen dataclasses from JSON, turning lists back into tuples."""
+    nested = {"network": NetworkSpec, "dataset": DatasetSpec, "input": InputSpec,
+              "output": OutputSpec, "provenance": Provenance, "test_policy": TestSizePolicy}
+    values = {}
+    for item in fields(kind):
+        if item.name not in data:
+            continue
+        value = data[item.name]
+        if item.name in nested and isinstance(value, dict):
+            value = _build(nested[item.name], value)
+        elif isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        values[item.name] = value
+    return kind(**values)
+
+
+def read_onnx_meta(path: Path) -> ModelMeta:
+    """Metadata of an exported ONNX file, read with ONNX Runtime (no torch, no onnx package)."""
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise ModelFileError(f"model not found: {path}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # ORT raises its own untyped exceptions for unreadable files
+        raise ModelFileError(f"{path} is not a readable ONNX model "
+                             f"({str(error).splitlines()[0][:160]})") from None
+    return meta_from_custom_map(session.get_modelmeta().custom_metadata_map, source=str(path))
+
+
+def meta_from_custom_map(custom: dict[str, str], *, source: str) -> ModelMeta:
+    if META_KEY not in custom:
+        raise ModelFileError(f"{source} has no ocr-deploy metadata; make the model with "
+                             "`ocr-deploy export CHECKPOINT` (it embeds classes, palette and "
+                             "input format)")
+    return ModelMeta.from_json(custom[META_KEY], source=source)
