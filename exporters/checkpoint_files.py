@@ -37,12 +37,12 @@ def read_weights_file(path: Path) -> Any:
 
 
 def _read_safetensors(path: Path) -> dict:
-    from safetensors import SafetensorSerializationError
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         return load_file(str(path))
-    except (SafetensorSerializationError, OSError, ValueError) as error:
+    except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{path} is not a readable .safetensors file ({_first_line(error)}); "
                               "it may be truncated: copy it again") from None
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from exporters.hrnet_ocr import HRNetOCR
 
 # Longest first, so 'module.model.' wins over 'module.'.
-KNOWN_PREFIXES = ("module.model.", "model.", "module.", "")
+KNOWN_PREFIXES = ("module.model.", "model.", "module.")
 _CONTAINER_KEYS = ("state_dict", "model", "model_state_dict")
 _LOSS_KEY = re.compile(r"^(module\.)?loss\.")
 _REQUIRED_KEYS = ("conv1.weight", "layer1.0.conv1.weight", "transition1.0.0.weight",
@@ -111,9 +111,11 @@ def strip_prefix(tensors: dict[str, torch.Tensor],
     for prefix in KNOWN_PREFIXES:
         if all(key.startswith(prefix) for key in kept):
             return {key[len(prefix):]: value for key, value in kept.items()}, prefix, dropped
-    prefixes = sorted({key.split(".", 1)[0] + "." for key in kept})[:4]
-    raise CheckpointError(f"{path}: keys start with mixed prefixes {prefixes}; expected all keys "
-                          "under one of 'model.', 'module.', 'module.model.' or none")
+    if any(key.startswith(KNOWN_PREFIXES) for key in kept):
+        prefixes = sorted({key.split(".", 1)[0] + "." for key in kept})[:4]
+        raise CheckpointError(f"{path}: keys start with mixed prefixes {prefixes}; expected all "
+                              "keys under one of 'model.', 'module.', 'module.model.' or none")
+    return kept, "", dropped
 
 
 def reject_foreign_layout(weights: dict[str, torch.Tensor], path: Path) -> None:
@@ -192,7 +194,7 @@ def convert_batch_norm(weights: dict[str, torch.Tensor],
         reason = "no num_batches_tracked: a torch 0.4 InPlaceABN-era file" if legacy else "asked"
         notes.append(f"InPlaceABN scales converted to |w|+{INPLACE_ABN_EPS:g} in {len(norms)} "
                      f"BatchNorm layers ({reason}); pass --batch-norm plain to keep them as stored")
-    elif negative:
+    elif negative and mode is BatchNormMode.auto:
         notes.append(f"warning: {negative} BatchNorm layers have negative scales; if this model "
                      "was trained with InPlaceABN, export again with --batch-norm inplace-abn")
     return converted, notes

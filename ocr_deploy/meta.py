@@ -7,6 +7,7 @@ ONNX `metadata_props` (key META_KEY) or, for a TensorRT plan, a JSON sidecar.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -145,9 +146,19 @@ def read_onnx_meta(path: Path) -> ModelMeta:
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # ORT raises its own untyped exceptions for unreadable files
-        raise ModelFileError(f"{path} is not a readable ONNX model "
-                             f"({str(error).splitlines()[0][:160]})") from None
+        raise ModelFileError(f"{path} is not a readable ONNX model ({ort_reason(error)})") from None
     return meta_from_custom_map(session.get_modelmeta().custom_metadata_map, source=str(path))
+
+
+def ort_reason(error: BaseException) -> str:
+    """The informative end of an ONNX Runtime error (its start repeats the path and source)."""
+    text = " ".join(str(error).split())
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"Load model from .* failed:", "", text)
+    if "onnxruntime::" in text:  # drop the C++ location and signature before the reason
+        text = text.rsplit(") ", 1)[-1] if ") " in text else text.rsplit(" ", 8)[-1]
+    text = text.strip()
+    return text if len(text) <= 160 else "..." + text[-157:]
 
 
 def meta_from_custom_map(custom: dict[str, str], *, source: str) -> ModelMeta:

@@ -1,0 +1,53 @@
+"""Shared test fixtures: the reference fixtures, and tiny real networks exported for real."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_FIXTURES = Path(os.environ.get(
+    "OCR_DEPLOY_FIXTURES", REPO.parent / "shared" / "fixtures" / "hrnet_ocr_official"))
+
+
+@pytest.fixture(scope="session")
+def reference_fixtures() -> Path:
+    if not REFERENCE_FIXTURES.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"reference fixtures missing at {REFERENCE_FIXTURES}")
+        pytest.skip(f"reference fixtures not found at {REFERENCE_FIXTURES}")
+    return REFERENCE_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    from exporters.variants import OcrConfig
+
+    return OcrConfig.from_variant("tiny", num_classes=19, mid_channels=32, key_channels=16)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_config):
+    from exporters.synthetic import synthetic_model
+
+    return synthetic_model(tiny_config, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_model, tmp_path_factory) -> Path:
+    from exporters.synthetic import save_release_checkpoint
+
+    folder = tmp_path_factory.mktemp("tiny")
+    return save_release_checkpoint(tiny_model, folder / "tiny_release.pth")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
+    """A real exported (and verified) ONNX file of the tiny network: labels, raw input."""
+    from exporters.export_job import ExportRequest, run_export
+
+    output = tmp_path_factory.mktemp("tiny_onnx") / "tiny.onnx"
+    run_export(ExportRequest(weights=tiny_checkpoint, output=output))
+    return output
