@@ -61,7 +61,9 @@ def one_line_errors(command: Command) -> Command:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
         except Exception as error:  # a bug: still one line, with a way to see the traceback
-            if os.environ.get("OCR_DEPLOY_TRACEBACK"):
+            # typer's Exit/Abort/usage errors (click's, in older typer) are its own to handle.
+            if os.environ.get("OCR_DEPLOY_TRACEBACK") or \
+                    type(error).__module__.split(".")[0] in ("typer", "click"):
                 raise
             typer.echo(f"error: unexpected {type(error).__name__}: {error} (set "
                        "OCR_DEPLOY_TRACEBACK=1 to see the traceback, and please report it)",
@@ -142,7 +144,95 @@ def info(model: Annotated[Path, typer.Argument(help="An ONNX file made by ocr-de
     _echo_rows(describe_meta(meta) + [("note", note) for note in meta.provenance.notes])
 
 
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Policy(str, Enum):
+    auto = "auto"
+    native = "native"
+    resize = "resize"
+    letterbox = "letterbox"
+    reference = "reference"
+
+
+def _save_kinds(save: str | None, is_video: bool) -> tuple[str, ...]:
+    from ocr_deploy.sinks import IMAGE_DEFAULT, VIDEO_DEFAULT
+
+    if save is None:
+        return VIDEO_DEFAULT if is_video else IMAGE_DEFAULT
+    if save.strip().lower() == "none":
+        return ()
+    return tuple(part.strip().lower() for part in save.split(",") if part.strip())
+
+
+@app.command()
+@one_line_errors
+def infer(
+    source: Annotated[str, typer.Argument(help="Image, folder, glob, video file, camera index "
+                                          "(0) or stream URL (rtsp://, http://).")],
+    model: Annotated[Path, typer.Option(help="Exported .onnx, or a checkpoint (exported once "
+                                        "into a cache).")],
+    device: Annotated[Device, typer.Option(help="Where ONNX Runtime runs.")] = Device.auto,
+    backend: Annotated[str | None, typer.Option(help="Backend [default: from the model's "
+                                                "file type].")] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("ocr-deploy-out"),
+    save: Annotated[str | None, typer.Option(
+        help="Comma list of labels, color, overlay, video, csv, or none [default: labels,overlay "
+             "for images; video,csv for videos and cameras].")] = None,
+    alpha: Annotated[float, typer.Option(help="Overlay opacity of the colours.")] = 0.5,
+    size: Annotated[str | None, typer.Option(help="Network input size HxW, e.g. 512x1024.")] = None,
+    policy: Annotated[Policy, typer.Option(
+        help="auto: native size for dynamic models, letterbox for fixed ones; reference: the "
+             "dataset's reference test-size policy.")] = Policy.auto,
+    stride: Annotated[int, typer.Option(help="Process every N-th video frame.")] = 1,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
+    recursive: Annotated[bool, typer.Option(help="Search folders recursively.")] = False,
+    batch: Annotated[int, typer.Option(help="Frames per inference call.")] = 1,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Segment images, folders, videos, cameras or streams; write labels, colours, overlays."""
+    from exporters.model_cache import resolve_model
+    from ocr_deploy.fileio import ensure_output_folder
+    from ocr_deploy.pipeline import run_pipeline
+    from ocr_deploy.preprocess import parse_size
+    from ocr_deploy.segmenter import Segmenter
+    from ocr_deploy.sinks import make_outputs
+    from ocr_deploy.sources import open_source
+
+    if batch < 1:
+        raise OcrDeployError(f"--batch must be at least 1 (got {batch})")
+    model_path = resolve_model(model, log=lambda message: typer.echo(f"... {message}", err=True))
+    input_size = parse_size(size) if size else None
+    source_handle = open_source(source, recursive=recursive, stride=stride, max_frames=max_frames)
+    kinds = _save_kinds(save, source_handle.is_video)
+    segmenter = Segmenter.open(model_path, device=device.value, backend=backend, size=input_size,
+                               policy=policy.value, alpha=alpha,
+                               render=[k for k in ("color", "overlay") if k in kinds
+                                       or (k == "overlay" and "video" in kinds)])
+    if kinds:
+        ensure_output_folder(out)
+    outputs = make_outputs(out, kinds, meta=segmenter.meta, is_video=source_handle.is_video,
+                           stem=source_handle.name,
+                           fps=(source_handle.fps or 30.0) / max(1, stride))
+    typer.echo(f"model: {model_path.name} on {segmenter.describe()}", err=True)
+    summary = run_pipeline(segmenter, source_handle, outputs, batch_size=batch,
+                           show_progress=progress)
+    for line in summary.lines():
+        typer.echo(line)
+    if summary.interrupted:
+        raise typer.Exit(130)
+    if summary.error or summary.frames == 0:
+        raise typer.Exit(1)
+
+
 def main() -> None:
+    # OpenCV and FFmpeg print their own warnings (missing cameras, refused streams) before our
+    # one-line error; the command line keeps them quiet unless the user asks otherwise.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     app(prog_name="ocr-deploy")
 
 

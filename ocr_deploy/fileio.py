@@ -28,19 +28,50 @@ def ensure_writable_dir(folder: Path, *, what: str = "output") -> None:
                              "a writable folder") from None
 
 
+def ensure_output_folder(folder: Path) -> None:
+    """Create an output folder (and its parents) if needed, then check it takes files."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OcrDeployError(f"cannot create output folder {folder} ({error.strerror}); choose "
+                             "a writable location") from None
+    ensure_writable_dir(folder)
+
+
+class PartialFile:
+    """A hidden temporary file beside `final` that becomes `final` only on commit.
+
+    The real suffix stays last: OpenCV writers pick the file format from it.
+    """
+
+    def __init__(self, final: Path):
+        self.final = final
+        handle, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}.",
+                                        suffix=f".partial{final.suffix}")
+        os.close(handle)
+        self.temporary = Path(name)
+
+    def commit(self) -> Path:
+        # mkstemp creates 0600 files; a finished artifact gets the usual umask-based mode.
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(self.temporary, 0o666 & ~mask)
+        os.replace(self.temporary, self.final)
+        return self.final
+
+    def discard(self) -> None:
+        self.temporary.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """A temporary path beside `final`, renamed onto it only if the block succeeds."""
-    # The real suffix stays last: OpenCV writers pick the file format from it.
-    handle, temporary = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}.",
-                                         suffix=f".partial{final.suffix}")
-    os.close(handle)
-    temporary_path = Path(temporary)
+    partial = PartialFile(final)
     try:
-        yield temporary_path
-        os.replace(temporary_path, final)
+        yield partial.temporary
+        partial.commit()
     finally:
-        temporary_path.unlink(missing_ok=True)
+        partial.discard()
 
 
 def atomic_write_bytes(final: Path, data: bytes) -> None:

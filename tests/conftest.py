@@ -44,10 +44,24 @@ def tiny_checkpoint(tiny_model, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
-    """A real exported (and verified) ONNX file of the tiny network: labels, raw input."""
+def export_tiny(tiny_checkpoint, tmp_path_factory):
+    """Export the tiny network with ExportRequest options, once per distinct set of options."""
     from exporters.export_job import ExportRequest, run_export
 
-    output = tmp_path_factory.mktemp("tiny_onnx") / "tiny.onnx"
-    run_export(ExportRequest(weights=tiny_checkpoint, output=output))
-    return output
+    cache: dict[tuple, Path] = {}
+
+    def export(**options) -> Path:
+        key = tuple(sorted(options.items()))
+        if key not in cache:
+            output = tmp_path_factory.mktemp("tiny_onnx") / "tiny.onnx"
+            run_export(ExportRequest(weights=tiny_checkpoint, output=output, **options))
+            cache[key] = output
+        return cache[key]
+
+    return export
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(export_tiny) -> Path:
+    """A real exported (and verified) ONNX file of the tiny network: labels, raw input."""
+    return export_tiny()

@@ -56,10 +56,8 @@ def test_metadata_round_trip(tiny_onnx, tiny_checkpoint):
     assert any(entry.key == "ocr_deploy" for entry in model.metadata_props)
 
 
-def test_normalized_input_and_logits_match_raw(tiny_checkpoint, tiny_onnx, tmp_path):
-    out = tmp_path / "normalized_logits.onnx"
-    run_export(ExportRequest(weights=tiny_checkpoint, output=out, input_format="normalized",
-                             output_kind="logits"))
+def test_normalized_input_and_logits_match_raw(export_tiny, tiny_onnx):
+    out = export_tiny(input_format="normalized", output_kind="logits")
     session = _session(out)
     assert session.get_inputs()[0].type == "tensor(float)"
     assert session.get_inputs()[0].shape == ["batch", 3, "height", "width"]

@@ -1,0 +1,129 @@
+"""A whole run: source -> Segmenter -> outputs, with every stage overlapping the others.
+
+Threads: decode+prepare, infer, post-process, write; the caller's thread only counts and
+shows progress. Ctrl-C or a failure stops the stages, and the outputs are finalised with the
+frames done so far; a failure before any frame was done is raised as is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ocr_deploy.errors import OcrDeployError
+from ocr_deploy.preprocess import FrameError
+from ocr_deploy.segmenter import Segmenter, SegResult
+from ocr_deploy.sinks import Outputs
+from ocr_deploy.sources import Frame, Source
+from ocr_deploy.staging import threaded_map
+
+STAGES = ("decode", "pre", "infer", "post", "write")
+
+
+@dataclass
+class StageTimes:
+    samples: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+
+    def add(self, timings: dict[str, float]) -> None:
+        for stage, value in timings.items():
+            self.samples.setdefault(stage, []).append(value)
+
+    def mean(self, stage: str) -> float:
+        values = self.samples.get(stage) or [0.0]
+        return float(np.mean(values))
+
+    def p95(self, stage: str) -> float:
+        values = self.samples.get(stage) or [0.0]
+        return float(np.percentile(values, 95))
+
+
+@dataclass
+class RunSummary:
+    source: Source
+    frames: int
+    seconds: float
+    times: StageTimes
+    written: list[Path]
+    bad_frames: list[tuple[str, str]]
+    interrupted: bool = False
+    error: str | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        how = "interrupted after" if self.interrupted else "processed"
+        lines = [f"{how} {self.frames} frame(s) from {self.source.kind} '{self.source.name}' in "
+                 f"{self.seconds:.1f} s: {self.fps:.2f} FPS end to end",
+                 "  stage    mean ms   p95 ms"]
+        lines += [f"  {stage:<7}{self.times.mean(stage):>9.1f}{self.times.p95(stage):>9.1f}"
+                  for stage in STAGES if self.times.samples.get(stage)]
+        report = self.source.report
+        skipped = report.skipped + self.bad_frames
+        if skipped:
+            shown = "; ".join(f"{name}: {why}" for name, why in skipped[:3])
+            more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
+            lines.append(f"  skipped {len(skipped)}: {shown}{more}")
+        if report.dropped:
+            lines.append(f"  dropped {report.dropped} live frame(s): the model is slower than "
+                         "the source, so only the newest frame is taken")
+        if report.ended_early:
+            lines.append(f"  note: {report.ended_early}")
+        if self.error:
+            lines.append(f"  stopped by an error: {self.error}")
+        if self.written:
+            lines.append(f"  wrote {len(self.written)} file(s) to {self.written[0].parent}"
+                         + (f", e.g. {self.written[0].name}" if len(self.written) > 2 else ": "
+                            + ", ".join(p.name for p in self.written)))
+        return lines
+
+
+def run_pipeline(segmenter: Segmenter, source: Source, outputs: Outputs, *, batch_size: int = 1,
+                 show_progress: bool = True) -> RunSummary:
+    from tqdm import tqdm
+
+    times = StageTimes()
+    bad_frames: list[tuple[str, str]] = []
+
+    def note_bad(item: np.ndarray | Frame, error: FrameError) -> None:
+        bad_frames.append((item.name if isinstance(item, Frame) else "frame", str(error)))
+
+    def write(result: SegResult) -> Iterator[SegResult]:
+        start = time.perf_counter()
+        outputs.write(result)
+        result.timings["write"] = (time.perf_counter() - start) * 1000.0
+        yield result
+
+    # One image on its own: a bad frame is the error. In a folder or video it is skipped.
+    skip_bad = note_bad if source.kind != "image" else None
+    results = segmenter.stream(source.frames(), batch_size=batch_size, on_bad_frame=skip_bad)
+    post = threaded_map(results, lambda result: (result,), name="post")
+    written = threaded_map(post, write, name="write")
+    frames, interrupted, error = 0, False, None
+    bar = tqdm(total=source.total, unit="frame", disable=not show_progress, leave=False,
+               dynamic_ncols=True)
+    start = time.perf_counter()
+    try:
+        for result in written:
+            times.add(result.timings)
+            frames += 1
+            bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
+    except Exception as failure:
+        if frames == 0:
+            raise  # nothing done: the caller reports the error itself
+        error = str(failure) if isinstance(failure, OcrDeployError) else (
+            f"{type(failure).__name__}: {failure}")
+    finally:
+        written.close()
+        bar.close()
+        seconds = time.perf_counter() - start
+        paths = outputs.close()
+        source.close()
+    return RunSummary(source, frames, seconds, times, paths, bad_frames, interrupted, error)

@@ -1,0 +1,178 @@
+"""Segmenter: frames in, segmentation results out, on any backend.
+
+Thread safety: `segment` and `segment_batch` may be called from several threads on one
+Segmenter; it holds no per-call state, the pre/post functions are pure, and every backend's
+`run` is thread-safe. Each `stream` call runs its own worker threads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ocr_deploy.backends import Backend, open_backend
+from ocr_deploy.errors import ConfigError
+from ocr_deploy.meta import ModelMeta
+from ocr_deploy.postprocess import (class_fractions, colorize, labels_from_scores, overlay,
+                                    palette_lut, restore_labels)
+from ocr_deploy.preprocess import FrameError, Placement, as_bgr8, graph_input, plan_size, prepare_frame
+from ocr_deploy.sources import Frame
+from ocr_deploy.staging import threaded_map
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+@dataclass
+class SegResult:
+    """One segmented frame. `color` and `overlay` are rendered on first use (or eagerly when
+    the Segmenter was opened with render=...), so code that needs only labels never pays."""
+
+    labels: np.ndarray  # [H, W] class ids at the frame's own size
+    frame: np.ndarray  # the frame as uint8 BGR
+    class_fractions: np.ndarray  # [K] share of pixels per class
+    timings: dict[str, float]  # milliseconds per stage: decode (streams), pre, infer, post
+    source: Frame | None = None
+    lut: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((256, 3), np.uint8))
+    alpha: float = 0.5
+
+    @cached_property
+    def color(self) -> np.ndarray:
+        return colorize(self.labels, self.lut)
+
+    @cached_property
+    def overlay(self) -> np.ndarray:
+        return overlay(self.frame, self.color, self.alpha)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    image: np.ndarray  # uint8 BGR at the network-input size
+    placement: Placement
+    frame: np.ndarray  # uint8 BGR original
+    pre_ms: float
+    source: Frame | None = None
+
+
+class Segmenter:
+    def __init__(self, backend: Backend, *, size: tuple[int, int] | None = None,
+                 policy: str = "auto", alpha: float = 0.5, render: Sequence[str] = ()):
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"--alpha must be between 0 and 1, got {alpha}")
+        unknown = set(render) - {"color", "overlay"}
+        if unknown:
+            raise ConfigError(f"render may contain 'color' and 'overlay', not {sorted(unknown)}")
+        self.backend = backend
+        self.meta: ModelMeta = backend.meta
+        self.plan = plan_size(self.meta, size=size, policy=policy)
+        self.alpha = alpha
+        self.render = tuple(render)
+        self.lut = palette_lut(self.meta.dataset.palette)
+
+    @classmethod
+    def open(cls, path: Path | str, *, device: str = "auto", backend: str | None = None,
+             **options: object) -> Segmenter:
+        """Open a model file (.onnx) made by ocr-deploy; options as for the constructor."""
+        return cls(open_backend(Path(path), backend=backend, device=device), **options)
+
+    # The three steps, public so that pipelines can run them in separate threads.
+    def prepare(self, item: np.ndarray | Frame) -> Prepared:
+        start = time.perf_counter()
+        source = item if isinstance(item, Frame) else None
+        frame = as_bgr8(source.image if source else item)
+        image, placement = prepare_frame(frame, self.plan, self.meta.input)
+        return Prepared(image, placement, frame, _ms_since(start), source)
+
+    def infer(self, batch: Sequence[Prepared]) -> list[tuple[Prepared, np.ndarray, float]]:
+        """Run one backend call per group of equally sized inputs; ms are shared per frame."""
+        results = []
+        for group in _same_size_groups(batch, self.meta.input.batch):
+            start = time.perf_counter()
+            stacked = np.stack([item.image for item in group])
+            fixed_batch = self.meta.input.batch
+            if fixed_batch is not None and len(group) < fixed_batch:
+                padding = np.zeros((fixed_batch - len(group), *stacked.shape[1:]), stacked.dtype)
+                stacked = np.concatenate([stacked, padding])
+            outputs = self.backend.run(graph_input(stacked, self.meta.input))
+            share = _ms_since(start) / len(group)
+            results += [(item, outputs[index], share) for index, item in enumerate(group)]
+        return results
+
+    def finish(self, prepared: Prepared, output: np.ndarray, infer_ms: float) -> SegResult:
+        start = time.perf_counter()
+        if self.meta.output.kind == "labels":
+            labels = restore_labels(output, prepared.placement)
+        else:
+            labels = labels_from_scores(output, prepared.placement)
+        result = SegResult(labels, prepared.frame, class_fractions(labels, self.meta.num_classes),
+                           {}, prepared.source, self.lut, self.alpha)
+        for name in self.render:
+            getattr(result, name)
+        result.timings.update(pre=prepared.pre_ms, infer=infer_ms, post=_ms_since(start))
+        if prepared.source is not None:
+            result.timings["decode"] = prepared.source.decode_ms
+        return result
+
+    def segment(self, frame: np.ndarray | Frame) -> SegResult:
+        return self.segment_batch([frame])[0]
+
+    def segment_batch(self, frames: Sequence[np.ndarray | Frame]) -> list[SegResult]:
+        prepared = [self.prepare(frame) for frame in frames]
+        return [self.finish(*step) for step in self.infer(prepared)]
+
+    def stream(self, frames: Iterable[np.ndarray | Frame], *, batch_size: int = 1,
+               prefetch: int = 4,
+               on_bad_frame: Callable[[np.ndarray | Frame, FrameError], None] | None = None,
+               ) -> Iterator[SegResult]:
+        """Results in order, while the next frames are decoded and prepared, and the current
+        ones inferred, in background threads. Bad frames raise, unless `on_bad_frame` is given:
+        then it is told (from a worker thread) and the frame is skipped."""
+
+        def prepare_one(item: np.ndarray | Frame) -> Iterator[Prepared]:
+            try:
+                yield self.prepare(item)
+            except FrameError as error:
+                if on_bad_frame is None:
+                    raise
+                on_bad_frame(item, error)
+
+        prepared = threaded_map(frames, prepare_one, maxsize=prefetch, name="prepare")
+        inferred = threaded_map(_batched(prepared, batch_size), self.infer, maxsize=prefetch,
+                                name="infer")
+        try:
+            for step in inferred:
+                yield self.finish(*step)
+        finally:
+            inferred.close()  # stops the infer and prepare threads too
+
+    def describe(self) -> str:
+        return self.backend.describe()
+
+
+def _same_size_groups(batch: Sequence[Prepared], limit: int | None) -> list[list[Prepared]]:
+    groups: list[list[Prepared]] = []
+    for item in batch:
+        last = groups[-1] if groups else None
+        if (last and last[0].image.shape == item.image.shape
+                and (limit is None or len(last) < limit)):
+            last.append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
+def _batched(items: Iterable[Prepared], size: int) -> Iterator[list[Prepared]]:
+    batch: list[Prepared] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

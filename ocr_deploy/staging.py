@@ -1,0 +1,68 @@
+"""Overlapping pipeline stages: each stage runs in its own thread behind a bounded queue.
+
+Bounded queues keep memory flat on long videos; results keep their order; an exception in a
+stage re-raises in the consumer; closing the consumer stops every stage upstream.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+_DONE = object()
+_POLL_SECONDS = 0.1
+
+
+class _Failure:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def threaded_map(items: Iterable[In], function: Callable[[In], Iterable[Out]], *,
+                 maxsize: int = 4, name: str = "stage") -> Iterator[Out]:
+    """Apply `function` (which yields zero or more outputs per item) in a background thread."""
+    results: queue.Queue = queue.Queue(maxsize=maxsize)
+    stop = threading.Event()
+
+    def put(value: object) -> bool:
+        while not stop.is_set():
+            try:
+                results.put(value, timeout=_POLL_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        iterator = iter(items)
+        try:
+            for item in iterator:
+                for output in function(item):
+                    if not put(output):
+                        return
+            put(_DONE)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            put(_Failure(error))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=work, name=name, daemon=True)
+    worker.start()
+    try:
+        while True:
+            value = results.get()
+            if value is _DONE:
+                return
+            if isinstance(value, _Failure):
+                raise value.error
+            yield value
+    finally:
+        stop.set()
+        worker.join(timeout=5.0)

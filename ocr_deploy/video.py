@@ -1,0 +1,144 @@
+"""Video files and live captures (cameras, stream URLs) through OpenCV."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ocr_deploy.sources import Frame, Source, SourceError
+
+_LIVE_FPS_FALLBACK = 30.0
+_LIVE_READ_FAILURES = 50  # consecutive failed reads that end a live source
+
+
+def _capture(spec: str, open_timeout_s: float) -> Any:
+    import cv2
+
+    timeout_ms = int(open_timeout_s * 1000)
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+    if spec.isdigit():
+        return cv2.VideoCapture(int(spec))
+    return cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
+
+
+def open_capture(spec: str, *, live: bool, stride: int, max_frames: int | None,
+                 open_timeout_s: float) -> Source:
+    import cv2
+
+    capture = _capture(spec, open_timeout_s)
+    if not capture.isOpened():
+        capture.release()
+        if spec.isdigit():
+            raise SourceError(f"camera {spec} is not available (no such device, or it is busy)")
+        if live:
+            raise SourceError(f"cannot open stream {spec} (unreachable, refused or not a "
+                              "video stream)")
+        raise SourceError(f"{spec} is not a readable video (corrupt or unsupported codec)")
+    fps = capture.get(cv2.CAP_PROP_FPS) or None
+    if live:
+        name = f"camera{spec}" if spec.isdigit() else "stream"
+        return LiveCapture(kind="camera" if spec.isdigit() else "stream", name=name,
+                           total=max_frames, fps=fps or _LIVE_FPS_FALLBACK, capture=capture,
+                           max_frames=max_frames)
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    expected = (count + stride - 1) // stride if count > 0 else None
+    if expected is not None and max_frames is not None:
+        expected = min(expected, max_frames)
+    return VideoFile(kind="video", name=Path(spec).stem, total=expected, fps=fps,
+                     capture=capture, stride=stride, max_frames=max_frames, frame_count=count)
+
+
+@dataclass
+class VideoFile(Source):
+    capture: Any = None
+    stride: int = 1
+    max_frames: int | None = None
+    frame_count: int = 0
+
+    def frames(self) -> Iterator[Frame]:
+        fps = self.fps or _LIVE_FPS_FALLBACK
+        produced = 0
+        index = 0
+        while self.max_frames is None or produced < self.max_frames:
+            start = time.perf_counter()
+            ok, image = self.capture.read()
+            if not ok or image is None:
+                if self.frame_count and index < self.frame_count:
+                    self.report.ended_early = (f"video ended at frame {index} of "
+                                               f"{self.frame_count} (damaged or truncated)")
+                return
+            yield Frame(image, index, self.name, index * 1000.0 / fps,
+                        (time.perf_counter() - start) * 1000.0)
+            produced += 1
+            for _ in range(self.stride - 1):  # grab() skips a frame without decoding it
+                index += 1
+                if not self.capture.grab():
+                    return
+            index += 1
+
+    def close(self) -> None:
+        if self.capture is not None:
+            self.capture.release()
+
+
+@dataclass
+class LiveCapture(Source):
+    """Reads continuously in its own thread and hands out only the newest frame, so a slow
+    model never falls behind a camera: frames it could not take are counted as dropped."""
+
+    capture: Any = None
+    max_frames: int | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def frames(self) -> Iterator[Frame]:
+        latest: list[Frame] = []
+        ready = threading.Condition()
+        finished = threading.Event()
+
+        def read() -> None:
+            failures, index = 0, 0
+            while not self._stop.is_set() and failures < _LIVE_READ_FAILURES:
+                start = time.perf_counter()
+                ok, image = self.capture.read()
+                if not ok or image is None:
+                    failures += 1
+                    continue
+                failures = 0
+                frame = Frame(image, index, self.name, time.time() * 1000.0,
+                              (time.perf_counter() - start) * 1000.0)
+                with ready:
+                    if latest:
+                        self.report.dropped += 1
+                        latest.clear()
+                    latest.append(frame)
+                    ready.notify()
+                index += 1
+            finished.set()
+            with ready:
+                ready.notify()
+
+        reader = threading.Thread(target=read, name="live-capture", daemon=True)
+        reader.start()
+        produced = 0
+        try:
+            while self.max_frames is None or produced < self.max_frames:
+                with ready:
+                    ready.wait_for(lambda: latest or finished.is_set())
+                    if not latest:
+                        self.report.ended_early = "the live source stopped delivering frames"
+                        return
+                    frame = latest.pop()
+                yield frame
+                produced += 1
+        finally:
+            self._stop.set()
+            reader.join(timeout=2.0)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self.capture is not None:
+            self.capture.release()
