@@ -1,0 +1,1 @@
+"""Training utilities: procedural data for the demo segmentation model."""
