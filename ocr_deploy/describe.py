@@ -11,12 +11,12 @@ def input_line(meta: ModelMeta) -> str:
     height, width = spec.height or "height", spec.width or "width"
     if spec.format == "raw":
         shape = f"[{batch}, {height}, {width}, 3]"
-        how = "BGR frames as OpenCV decodes them; /255, ImageNet mean/std inside the graph"
+        how = "frames as OpenCV decodes them; /255, ImageNet mean/std inside the graph"
     else:
         shape = f"[{batch}, 3, {height}, {width}]"
-        how = "RGB, already (x/255 - mean)/std"
+        how = "already (x/255 - mean)/std"
     dynamic = "" if spec.fixed_size and spec.batch else f" (dynamic sides >= {spec.min_side} px)"
-    return f"{spec.name}: {spec.dtype} {shape}{dynamic}, {how}"
+    return f"{spec.name}: {spec.dtype} {shape} {spec.layout}{dynamic}, {how}"
 
 
 def output_line(meta: ModelMeta) -> str:

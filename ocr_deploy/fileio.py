@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -9,6 +10,25 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ocr_deploy.errors import OcrDeployError
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def ensure_writable_dir(folder: Path, *, what: str = "output") -> None:
@@ -53,9 +73,7 @@ class PartialFile:
 
     def commit(self) -> Path:
         # mkstemp creates 0600 files; a finished artifact gets the usual umask-based mode.
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(self.temporary, 0o666 & ~mask)
+        os.chmod(self.temporary, 0o666 & ~_umask())
         os.replace(self.temporary, self.final)
         return self.final
 

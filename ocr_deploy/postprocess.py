@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ocr_deploy.preprocess import Placement
-
-RGB = tuple[int, int, int]
+from ocr_deploy.presets import RGB
 _CV_MAX_CHANNELS = 512  # OpenCV's limit on channels per image
 
 
@@ -27,22 +26,26 @@ def restore_labels(labels: np.ndarray, placement: Placement) -> np.ndarray:
     return resized.astype(dtype, copy=False)
 
 
-def labels_from_scores(scores: np.ndarray, placement: Placement) -> np.ndarray:
-    """Class scores [K, H', W'] (logits or probabilities) -> labels [H, W]: crop, bilinear, argmax.
-
-    Resizing scores before the argmax, as the reference does, keeps class boundaries smooth.
-    """
+def resize_scores(scores: np.ndarray, placement: Placement) -> np.ndarray:
+    """Class scores [K, H', W'] at network-input size -> [K, H, W] at the frame's size: the
+    padding cropped, then a bilinear resize (as the reference resizes logits)."""
     import cv2
 
     content = scores[:, : placement.content_height, : placement.content_width]
     height, width = placement.source_height, placement.source_width
     if content.shape[1:] == (height, width):
-        return content.argmax(axis=0).astype(label_dtype(len(content)))
+        return content
     planes = content.transpose(1, 2, 0)  # OpenCV resizes H x W x channels
     chunks = [cv2.resize(np.ascontiguousarray(planes[:, :, start:start + _CV_MAX_CHANNELS]),
                          (width, height), interpolation=cv2.INTER_LINEAR).reshape(height, width, -1)
               for start in range(0, len(content), _CV_MAX_CHANNELS)]
-    return np.concatenate(chunks, axis=2).argmax(axis=2).astype(label_dtype(len(content)))
+    return np.concatenate(chunks, axis=2).transpose(2, 0, 1)
+
+
+def labels_from_scores(scores: np.ndarray, placement: Placement) -> np.ndarray:
+    """Class scores (logits or probabilities) -> labels [H, W]: resized first, then argmax,
+    which keeps class boundaries smooth, as the reference does."""
+    return resize_scores(scores, placement).argmax(axis=0).astype(label_dtype(len(scores)))
 
 
 def label_dtype(num_classes: int) -> type:

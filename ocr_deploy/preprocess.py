@@ -63,14 +63,14 @@ class SizePlan:
         return Placement(height, width, content_h, content_w, target_h, target_w)
 
 
-def parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
     """'512x1024' -> (512, 1024): height first, like every shape in this project."""
     try:
         height, width = (int(part) for part in text.lower().split("x"))
     except ValueError:
-        raise OcrDeployError(f"--size {text!r} is not HEIGHTxWIDTH, e.g. 512x1024") from None
+        raise OcrDeployError(f"{option} {text!r} is not HEIGHTxWIDTH, e.g. 512x1024") from None
     if min(height, width) < 32:
-        raise OcrDeployError(f"--size {text}: HRNet-OCR needs sides of at least 32 px")
+        raise OcrDeployError(f"{option} {text}: HRNet-OCR needs sides of at least 32 px")
     return height, width
 
 
@@ -85,6 +85,9 @@ def plan_size(meta: ModelMeta, *, size: tuple[int, int] | None = None,
                              f"{fixed[0]}x{fixed[1]}; export a dynamic model or drop --size")
     if policy == "reference":
         test = meta.dataset.test_policy
+        if size is not None and test.kind != "native":
+            raise OcrDeployError(f"--policy reference sizes frames for {meta.dataset.name} "
+                                 f"({test.describe()}); drop --size or pick another policy")
         if test.kind == "squash":
             return SizePlan("resize", fixed or (test.size, test.size))
         if test.kind == "resize-pad":

@@ -103,14 +103,16 @@ class VideoOutputs:
         import cv2
 
         if self._writer is None:
-            self._video_file = PartialFile(self.folder / f"{self.stem}_overlay.mp4")
+            partial = PartialFile(self.folder / f"{self.stem}_overlay.mp4")
             height, width = image.shape[:2]
-            self._writer = cv2.VideoWriter(str(self._video_file.temporary),
-                                           cv2.VideoWriter_fourcc(*_VIDEO_FOURCC), self.fps,
-                                           (width, height))
-            if not self._writer.isOpened():
+            writer = cv2.VideoWriter(str(partial.temporary), cv2.VideoWriter_fourcc(*_VIDEO_FOURCC),
+                                     self.fps, (width, height))
+            if not writer.isOpened():
+                writer.release()
+                partial.discard()
                 raise OcrDeployError(f"cannot write video into {self.folder} (OpenCV has no "
                                      f"{_VIDEO_FOURCC} encoder here)")
+            self._video_file, self._writer = partial, writer
         self._writer.write(image)
 
     def _write_row(self, result: SegResult) -> None:

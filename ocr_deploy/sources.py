@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -101,9 +102,10 @@ def open_source(spec: str, *, recursive: bool = False, stride: int = 1,
         pattern = "**/*" if recursive else "*"
         return _image_set(sorted(p for p in path.glob(pattern) if _is_image(p)), spec, path,
                           max_frames)
-    if any(char in spec for char in "*?["):
+    if not path.exists() and any(char in spec for char in "*?["):
         matches = sorted(Path(p) for p in glob.glob(spec, recursive=True) if _is_image(Path(p)))
-        return _image_set(matches, spec, None, max_frames)
+        root = Path(os.path.commonpath([str(m.parent) for m in matches])) if matches else None
+        return _image_set(matches, spec, root, max_frames)
     if not path.exists():
         raise SourceError(f"source not found: {spec} (give an image, folder, glob, video file, "
                           "camera index such as 0, or a stream URL)")
@@ -123,5 +125,22 @@ def _image_set(paths: list[Path], spec: str, root: Path | None,
         raise SourceError(f"no images found in {spec} (looked for "
                           f"{', '.join(sorted(IMAGE_SUFFIXES))}; --recursive searches sub-folders)")
     paths = paths[:max_frames] if max_frames else paths
-    name = root.name if root else "images"
+    name = root.name if root and root.name else "images"
     return ImageFiles(kind="images", name=name, total=len(paths), paths=paths, root=root)
+
+
+def read_frames(specs: list[str], *, max_frames: int, stride: int = 1) -> list[tuple[str, np.ndarray]]:
+    """Named uint8 BGR frames from image/folder/glob/video specs (at most max_frames each)."""
+    from ocr_deploy.preprocess import as_bgr8
+
+    frames = []
+    for spec in specs:
+        source = open_source(spec, stride=stride, max_frames=max_frames)
+        try:
+            frames += [(f"{frame.name}_{frame.index}" if source.is_video else frame.name,
+                        as_bgr8(frame.image)) for frame in source.frames()]
+        finally:
+            source.close()
+    if not frames:
+        raise SourceError(f"no readable frames in {', '.join(specs)}")
+    return frames

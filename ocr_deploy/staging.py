@@ -16,6 +16,9 @@ Out = TypeVar("Out")
 
 _DONE = object()
 _POLL_SECONDS = 0.1
+# A stopped worker finishes at most the item in hand (one inference); this only bounds the wait
+# for a worker stuck in a device read that never returns.
+_JOIN_SECONDS = 60.0
 
 
 class _Failure:
@@ -42,6 +45,8 @@ def threaded_map(items: Iterable[In], function: Callable[[In], Iterable[Out]], *
         iterator = iter(items)
         try:
             for item in iterator:
+                if stop.is_set():  # never start work for a consumer that has gone
+                    return
                 for output in function(item):
                     if not put(output):
                         return
@@ -51,7 +56,10 @@ def threaded_map(items: Iterable[In], function: Callable[[In], Iterable[Out]], *
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:
-                close()
+                try:
+                    close()  # stops the stages upstream, from the thread that iterated them
+                except Exception:  # an abandoned upstream failing to clean up has no one to tell
+                    pass
 
     worker = threading.Thread(target=work, name=name, daemon=True)
     worker.start()
@@ -65,4 +73,4 @@ def threaded_map(items: Iterable[In], function: Callable[[In], Iterable[Out]], *
             yield value
     finally:
         stop.set()
-        worker.join(timeout=5.0)
+        worker.join(timeout=_JOIN_SECONDS)

@@ -39,6 +39,10 @@ def open_capture(spec: str, *, live: bool, stride: int, max_frames: int | None,
                               "video stream)")
         raise SourceError(f"{spec} is not a readable video (corrupt or unsupported codec)")
     fps = capture.get(cv2.CAP_PROP_FPS) or None
+    if live and stride != 1:
+        capture.release()
+        raise SourceError("--stride applies to video files; live sources already drop the "
+                          "frames the model cannot keep up with")
     if live:
         name = f"camera{spec}" if spec.isdigit() else "stream"
         return LiveCapture(kind="camera" if spec.isdigit() else "stream", name=name,
@@ -53,8 +57,32 @@ def open_capture(spec: str, *, live: bool, stride: int, max_frames: int | None,
 
 
 @dataclass
-class VideoFile(Source):
+class _Capture(Source):
+    """A cv2.VideoCapture read in one thread and released from another: one lock guards both,
+    so a release never lands in the middle of a read."""
+
     capture: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _read(self) -> tuple[bool, Any]:
+        with self._lock:
+            if self.capture is None:
+                return False, None
+            return self.capture.read()
+
+    def _grab(self) -> bool:
+        with self._lock:
+            return self.capture is not None and self.capture.grab()
+
+    def close(self) -> None:
+        with self._lock:
+            if self.capture is not None:
+                self.capture.release()
+                self.capture = None
+
+
+@dataclass
+class VideoFile(_Capture):
     stride: int = 1
     max_frames: int | None = None
     frame_count: int = 0
@@ -65,32 +93,31 @@ class VideoFile(Source):
         index = 0
         while self.max_frames is None or produced < self.max_frames:
             start = time.perf_counter()
-            ok, image = self.capture.read()
+            ok, image = self._read()
             if not ok or image is None:
-                if self.frame_count and index < self.frame_count:
-                    self.report.ended_early = (f"video ended at frame {index} of "
-                                               f"{self.frame_count} (damaged or truncated)")
+                self._note_end(index)
                 return
             yield Frame(image, index, self.name, index * 1000.0 / fps,
                         (time.perf_counter() - start) * 1000.0)
             produced += 1
             for _ in range(self.stride - 1):  # grab() skips a frame without decoding it
                 index += 1
-                if not self.capture.grab():
+                if not self._grab():
+                    self._note_end(index)
                     return
             index += 1
 
-    def close(self) -> None:
-        if self.capture is not None:
-            self.capture.release()
+    def _note_end(self, index: int) -> None:
+        if self.frame_count and index < self.frame_count:
+            self.report.ended_early = (f"video ended at frame {index} of {self.frame_count} "
+                                       "(damaged or truncated)")
 
 
 @dataclass
-class LiveCapture(Source):
+class LiveCapture(_Capture):
     """Reads continuously in its own thread and hands out only the newest frame, so a slow
     model never falls behind a camera: frames it could not take are counted as dropped."""
 
-    capture: Any = None
     max_frames: int | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -103,7 +130,9 @@ class LiveCapture(Source):
             failures, index = 0, 0
             while not self._stop.is_set() and failures < _LIVE_READ_FAILURES:
                 start = time.perf_counter()
-                ok, image = self.capture.read()
+                ok, image = self._read()
+                if self.capture is None:
+                    break
                 if not ok or image is None:
                     failures += 1
                     continue
@@ -136,9 +165,8 @@ class LiveCapture(Source):
                 produced += 1
         finally:
             self._stop.set()
-            reader.join(timeout=2.0)
+            reader.join(timeout=15.0)  # a stream read gives up within its read timeout
 
     def close(self) -> None:
         self._stop.set()
-        if self.capture is not None:
-            self.capture.release()
+        super().close()

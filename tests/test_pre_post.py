@@ -71,7 +71,7 @@ def test_reference_resize_pad_geometry():
     ("resize", (120, 90), (40, 30)),        # integer scale 3 per axis
     ("native", None, (70, 45)),
 ])
-def test_round_trip_is_exact(policy, size, source):
+def test_round_trip_is_exact_at_integer_scales(policy, size, source):
     """Labels drawn at frame size, placed like a frame and restored, come back pixel-exact."""
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 19, size=source, dtype=np.uint8)
@@ -83,6 +83,22 @@ def test_round_trip_is_exact(policy, size, source):
     network_labels[: content.shape[0], : content.shape[1]] = content
     restored = restore_labels(network_labels, placement)
     assert restored.shape == source and (restored == labels).all()
+
+
+def test_round_trip_at_a_fractional_scale_keeps_geometry():
+    """A letterbox at scale 1.4: every pixel lands on itself or a neighbour's class."""
+    labels = np.zeros((50, 80), np.uint8)
+    labels[:, 40:] = 1  # left half 0, right half 1
+    labels[25:, :] = np.where(labels[25:, :] == 1, 3, 2)
+    plan = plan_size(_meta(), size=(70, 140), policy="letterbox")
+    placement = plan.place(50, 80)
+    assert (placement.content_height, placement.content_width) == (70, 112)
+    content = cv2.resize(labels, (112, 70), interpolation=cv2.INTER_NEAREST)
+    network_labels = np.full(placement.input_size, 99, np.uint8)
+    network_labels[:70, :112] = content
+    restored = restore_labels(network_labels, placement)
+    assert restored.shape == (50, 80) and 99 not in restored
+    assert (restored == labels).mean() > 0.97
 
 
 def test_scores_are_resized_before_argmax():

@@ -63,7 +63,12 @@ def test_stream_stops_early_and_reports_bad_frames(tiny_onnx):
 
     stream = segmenter.stream(endless())
     assert next(stream).labels.shape == (64, 64)
-    stream.close()  # must return, stopping the worker threads
+    import threading
+
+    closer = threading.Thread(target=stream.close)  # must return, stopping the worker threads
+    closer.start()
+    closer.join(timeout=30)
+    assert not closer.is_alive()
 
 
 def test_shared_across_threads(tiny_onnx):
@@ -110,14 +115,20 @@ def test_model_without_our_metadata(tmp_path):
 
 
 def test_runtime_never_imports_torch(tiny_onnx):
-    """In a fresh interpreter where importing torch fails, the runtime still segments."""
+    """In a fresh interpreter where importing torch fails, every runtime module imports and
+    the runtime still segments."""
     script = textwrap.dedent(f"""
-        import sys
+        import importlib, pkgutil, sys
         class NoTorch:
             def find_spec(self, name, path=None, target=None):
                 if name == "torch" or name.startswith("torch."):
                     raise ImportError("torch is blocked in this test")
         sys.meta_path.insert(0, NoTorch())
+        import ocr_deploy
+        modules = [m.name for m in pkgutil.walk_packages(ocr_deploy.__path__, "ocr_deploy.")]
+        for name in modules:
+            importlib.import_module(name)
+        assert len(modules) > 15, modules
         from ocr_deploy.segmenter import Segmenter
         from ocr_deploy.testframes import synthetic_frame
         result = Segmenter.open({str(tiny_onnx)!r}, device="cpu").segment(synthetic_frame(64, 96))

@@ -17,7 +17,8 @@ class BackendUnavailable(OcrDeployError):
 class Backend(Protocol):
     """Runs a model made by ocr-deploy: graph input in, the graph's primary output out.
 
-    `run` must be safe to call from several threads at once (backends that are not lock).
+    `run` must be safe to call from several threads at once; a backend whose engine is not
+    thread-safe serialises calls with a lock.
     """
 
     name: str
@@ -29,4 +30,8 @@ class Backend(Protocol):
 
     def describe(self) -> str:
         """One line: backend, device and providers actually in use."""
+        ...
+
+    def close(self) -> None:
+        """Release device memory and handles now rather than at garbage collection."""
         ...

@@ -11,20 +11,22 @@ from ocr_deploy.backends.base import BackendUnavailable
 from ocr_deploy.meta import ModelMeta, meta_from_custom_map, ort_reason
 from ocr_deploy.errors import ModelFileError
 
-DEVICES = ("auto", "cpu", "cuda")
-_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+_CUDA, _TENSORRT = "CUDAExecutionProvider", "TensorrtExecutionProvider"
 
 
 def choose_providers(device: str, available: list[str]) -> list[str]:
-    """GPU providers in preference order when asked for (auto: when offered), CPU last."""
+    """auto: CUDA when offered, else CPU. tensorrt: ONNX Runtime's TensorRT provider, which
+    builds an engine per new input shape (minutes), so only when asked. CPU always last."""
     if device not in DEVICES:
         raise BackendUnavailable(f"--device must be one of {', '.join(DEVICES)}")
-    gpu = [name for name in _GPU_PROVIDERS if name in available]
-    if device == "cuda" and not gpu:
-        raise BackendUnavailable("--device cuda needs onnxruntime-gpu with a CUDA device; this "
-                                 f"onnxruntime offers {', '.join(available)}. Install it with "
+    wanted = {"auto": [_CUDA], "cpu": [], "cuda": [_CUDA], "tensorrt": [_TENSORRT, _CUDA]}[device]
+    chosen = [name for name in wanted if name in available]
+    if device in ("cuda", "tensorrt") and wanted[0] not in chosen:
+        raise BackendUnavailable(f"--device {device} needs onnxruntime-gpu with a CUDA device; "
+                                 f"this onnxruntime offers {', '.join(available)}. Install "
                                  "`pip install onnxruntime-gpu` (instead of onnxruntime)")
-    return ([] if device == "cpu" else gpu) + ["CPUExecutionProvider"]
+    return chosen + ["CPUExecutionProvider"]
 
 
 def _cpu_threads() -> int:
@@ -63,6 +65,9 @@ class OnnxRuntimeBackend:
 
     def run(self, graph_input: np.ndarray) -> np.ndarray:
         return self.session.run(self._output, {self.meta.input.name: graph_input})[0]
+
+    def close(self) -> None:
+        """ONNX Runtime frees the session when it is no longer referenced."""
 
     def describe(self) -> str:
         providers = ", ".join(name.replace("ExecutionProvider", "") for name in self.providers)

@@ -51,7 +51,6 @@ class DatasetPreset:
 # Cityscapes label ids -> train ids (everything else is ignored as 255).
 CITYSCAPES_LABEL_TO_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
                              23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
-IGNORE_INDEX = 255
 
 _RESIZE_PAD_520 = TestSizePolicy("resize-pad", 520)
 _POLICIES = {
