@@ -10,8 +10,9 @@ from ocr_deploy.backends.base import Backend, BackendUnavailable
 # name -> (module, class); looked up lazily so that importing the runtime stays cheap.
 BACKENDS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("ocr_deploy.backends.onnxrt", "OnnxRuntimeBackend"),
+    "tensorrt": ("ocr_deploy.backends.trt", "TensorRTBackend"),
 }
-_BY_SUFFIX = {".onnx": "onnxruntime"}
+_BY_SUFFIX = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}
 
 
 def backend_for(path: Path, requested: str | None = None) -> str:
@@ -33,4 +34,28 @@ def open_backend(path: Path, *, backend: str | None = None, device: str = "auto"
     return backend_class(path, device=device)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "backend_for", "open_backend"]
+def backend_status() -> list[tuple[str, bool, str]]:
+    """(name, usable here, what it runs on or why not) for every backend."""
+    from ocr_deploy.backends.nvidia import tensorrt_unavailable_reason
+
+    try:
+        import onnxruntime as ort
+
+        providers = ", ".join(p.replace("ExecutionProvider", "") for p in ort.get_available_providers())
+        status = [("onnxruntime", True, f"onnxruntime {ort.__version__}: {providers}")]
+    except ImportError as error:
+        status = [("onnxruntime", False, f"not installed ({error}): pip install onnxruntime")]
+    reason = tensorrt_unavailable_reason()
+    if reason is None:
+        import tensorrt as trt
+
+        from ocr_deploy.backends.nvidia import gpu_info
+
+        status.append(("tensorrt", True, f"TensorRT {trt.__version__} on {gpu_info().name}"))
+    else:
+        status.append(("tensorrt", False, reason))
+    return status
+
+
+__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "backend_for", "backend_status",
+           "open_backend"]

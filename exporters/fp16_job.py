@@ -1,0 +1,104 @@
+"""`ocr-deploy convert MODEL.onnx --precision fp16` and `export --precision fp16`.
+
+The FP16 graph is proved against the FP32 graph on ONNX Runtime's CPU provider before it is
+written: labels must agree on >= 99.9 % of pixels (by default); max |dlogits| is reported.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from exporters.export_job import MIN_FP16_AGREEMENT
+from exporters.fp16 import PrecisionBreakdown, find_fp32_islands, precision_breakdown, to_mixed_fp16
+from exporters.graph_compare import GraphAgreement, compare_graphs
+from exporters.verify import VERIFICATION_SIZES
+from ocr_deploy.errors import ConfigError, ModelFileError, VerificationError
+from ocr_deploy.fileio import atomic_write_bytes, ensure_writable_dir
+from ocr_deploy.meta import META_KEY, ModelMeta
+from ocr_deploy.testframes import synthetic_frame
+
+
+
+@dataclass(frozen=True)
+class Fp16Check:
+    agreement: GraphAgreement
+    before: PrecisionBreakdown
+    after: PrecisionBreakdown
+    islands: int
+
+    def rows(self) -> list[tuple[str, str]]:
+        return [("fp16 vs fp32", self.agreement.describe()),
+                ("precision", f"{self.after.describe()} ({self.islands} FP32 island(s))")]
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    output: Path
+    meta: ModelMeta
+    check: Fp16Check
+    file_bytes: int
+    seconds: float
+
+
+def verification_frames(meta: ModelMeta, frames: str | None = None) -> list[tuple[str, np.ndarray]]:
+    """Street-like synthetic frames at the export's verification sizes and at the model's
+    deployment size (where the gather softmax spans the most pixels), or the frames of
+    a folder/glob/file/video (up to 16)."""
+    if frames is None:
+        sizes = [meta.input.fixed_size] if meta.input.fixed_size else list(VERIFICATION_SIZES)
+        if meta.deployment_size() not in (None, *sizes):
+            sizes.append(meta.deployment_size())
+        return [(f"synthetic {h}x{w}", synthetic_frame(h, w, seed=i)) for i, (h, w) in enumerate(sizes)]
+    from ocr_deploy.sources import read_frames
+
+    return read_frames([frames], max_frames=16)
+
+
+def make_fp16(fp32: onnx.ModelProto, meta: ModelMeta, frames: list[tuple[str, np.ndarray]], *,
+              fp32_islands: bool = True, min_agreement: float = MIN_FP16_AGREEMENT,
+              ) -> tuple[onnx.ModelProto, Fp16Check]:
+    """Convert, compare with the FP32 graph, and refuse a graph that disagrees."""
+    fp16 = to_mixed_fp16(fp32, fp32_islands=fp32_islands)
+    check = Fp16Check(compare_graphs(fp32, fp16, meta, frames), precision_breakdown(fp32),
+                      precision_breakdown(fp16), len(find_fp32_islands(fp32)) if fp32_islands else 0)
+    if check.agreement.agreement < min_agreement:
+        raise VerificationError(
+            f"the FP16 graph agrees with FP32 on only {100 * check.agreement.agreement:.3f} % of "
+            f"pixels (< {100 * min_agreement:.2f} %); this model is not FP16-safe on these frames. "
+            "Keep FP32, check with your own images (--frames), or lower --min-agreement knowingly")
+    return fp16, check
+
+
+def default_fp16_output(model: Path) -> Path:
+    return model.with_name(f"{model.stem}_fp16.onnx")
+
+
+def run_convert(model_path: Path, *, output: Path | None = None, fp32_islands: bool = True,
+                frames: str | None = None, min_agreement: float = MIN_FP16_AGREEMENT) -> ConvertResult:
+    started = time.perf_counter()
+    from ocr_deploy.meta import meta_from_custom_map
+
+    if not model_path.is_file():
+        raise ModelFileError(f"model not found: {model_path}")
+    output = output or default_fp16_output(model_path)
+    ensure_writable_dir(output.parent.resolve())
+    try:
+        fp32 = onnx.load(str(model_path))
+    except Exception as error:  # onnx raises DecodeError and others for non-ONNX bytes
+        raise ModelFileError(f"{model_path} is not an ONNX model ({type(error).__name__})") from None
+    meta = meta_from_custom_map({p.key: p.value for p in fp32.metadata_props}, source=str(model_path))
+    if meta.provenance.precision != "fp32":
+        raise ConfigError(f"{model_path} is already {meta.provenance.precision}; convert the FP32 "
+                          "export instead")
+    fp16, check = make_fp16(fp32, meta, verification_frames(meta, frames),
+                            fp32_islands=fp32_islands, min_agreement=min_agreement)
+    data = fp16.SerializeToString()
+    atomic_write_bytes(output, data)
+    converted_meta = meta_from_custom_map({p.key: p.value for p in fp16.metadata_props
+                                           if p.key == META_KEY}, source=str(output))
+    return ConvertResult(output, converted_meta, check, len(data), time.perf_counter() - started)
