@@ -1,0 +1,209 @@
+"""`ocr-deploy bench`: latency, throughput, per-stage time and peak memory, per backend.
+
+Each configuration runs in its own process (exporters.bench_worker): peak memory is then that
+configuration's own, and PyTorch never shares a process with ONNX Runtime or TensorRT.
+`--all` covers every backend and precision available here for one model, plus PyTorch eager as
+the baseline when torch is installed and the checkpoint is known.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from exporters.checkpoint_files import is_checkpoint
+from ocr_deploy.errors import ConfigError, OcrDeployError
+from ocr_deploy.fileio import atomic_write_bytes
+
+DEFAULT_SHAPE = (512, 1024)
+_WORKER_TIMEOUT_S = 3600
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    model: Path
+    backend: str | None = None
+    device: str = "auto"
+    shape: tuple[int, int] | None = None
+    batch: int = 1
+    iters: int = 50
+    warmup: int = 5
+    all_backends: bool = False
+    threads: int | None = None
+
+
+@dataclass
+class BenchReport:
+    results: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        header = (f"{'backend':<12}{'prec':<6}{'mean':>9}{'p50':>9}{'p95':>9}{'p99':>9}{'FPS':>8}"
+                  f"{'pre':>7}{'infer':>9}{'post':>7}{'peak MB':>9}")
+        lines = [header, "-" * len(header)]
+        for r in self.results:
+            stage = r["stage_ms"]
+            lines.append(f"{r['kind']:<12}{r['precision']:<6}{r['mean_ms']:>9.1f}{r['p50_ms']:>9.1f}"
+                         f"{r['p95_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['fps']:>8.2f}{stage['pre']:>7.1f}"
+                         f"{stage['infer']:>9.1f}{stage['post']:>7.1f}{r['peak_rss_mb']:>9.0f}")
+        if self.results:
+            first = self.results[0]
+            lines.append(f"(ms per batch of {first['batch']} at {first['shape'][0]}x"
+                         f"{first['shape'][1]}, {first['iters']} iterations)")
+        lines += [f"  {r['kind']}: {r['backend']}" for r in self.results]
+        lines += [f"  skipped {note}" for note in self.skipped]
+        return lines
+
+    def to_json(self) -> str:
+        return json.dumps({"results": self.results, "skipped": self.skipped}, indent=1)
+
+    def plot(self, path: Path) -> None:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise OcrDeployError("--plot needs matplotlib: pip install matplotlib") from None
+        figure, axes = plt.subplots(figsize=(8, 4))
+        axes.boxplot([r["latencies_ms"] for r in self.results], showfliers=True)
+        axes.set_xticks(range(1, len(self.results) + 1),
+                        [f"{r['kind']}\n{r['precision']}" for r in self.results])
+        axes.set_ylabel("latency per batch (ms)")
+        axes.set_title(f"{self.results[0]['shape'][0]}x{self.results[0]['shape'][1]}, batch "
+                       f"{self.results[0]['batch']}")
+        figure.tight_layout()
+        with tempfile.NamedTemporaryFile(suffix=".png") as temporary:
+            figure.savefig(temporary.name, dpi=110)
+            atomic_write_bytes(path, Path(temporary.name).read_bytes())
+        plt.close(figure)
+
+
+def _torch_missing() -> str | None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "pytorch: torch is not installed (pip install 'ocr-deploy[export]')"
+    return None
+
+
+def _jobs(request: BenchRequest, work: Path, log: Callable[[str], None]) -> tuple[list[dict], list[str]]:
+    from exporters.model_cache import resolve_model
+    from ocr_deploy.backends import backend_for
+
+    model = request.model
+    if not model.is_file():
+        raise ConfigError(f"model not found: {model}")
+    skipped: list[str] = []
+    onnx = resolve_model(model, log=log) if is_checkpoint(model) else model
+    base = {"device": request.device, "batch": request.batch, "iters": request.iters,
+            "warmup": request.warmup, "threads": request.threads}
+    if not request.all_backends:
+        kind = request.backend or ("pytorch" if is_checkpoint(model) else backend_for(model))
+        path = model if kind == "pytorch" else onnx
+        return [{**base, "kind": kind, "model": str(path), "precision": _precision(path)}], skipped
+    if onnx.suffix.lower() != ".onnx" or _precision(onnx) != "fp32":
+        raise ConfigError("--all derives every backend and precision from one model: pass the "
+                          "checkpoint or its FP32 .onnx")
+    jobs = [{**base, "kind": "onnxruntime", "model": str(onnx), "precision": "fp32"}]
+    fp16 = work / "model_fp16.onnx"
+    _write_fp16(onnx, fp16)
+    jobs.append({**base, "kind": "onnxruntime", "model": str(fp16), "precision": "fp16"})
+    jobs += _tensorrt_jobs(onnx, base, work, request, skipped, log)
+    reason = _torch_missing() or (None if is_checkpoint(model) else
+                                  "pytorch: needs the checkpoint (pass the .pth instead of the .onnx)")
+    if reason:
+        skipped.append(reason)
+    else:
+        jobs.append({**base, "kind": "pytorch", "model": str(model), "precision": "fp32"})
+    return jobs, skipped
+
+
+def _precision(path: Path) -> str:
+    if is_checkpoint(path):
+        return "fp32"
+    if path.suffix.lower() == ".onnx":
+        from ocr_deploy.meta import read_onnx_meta
+
+        return read_onnx_meta(path).provenance.precision[:4]
+    from ocr_deploy.engine_sidecar import read_sidecar
+
+    return read_sidecar(path).precision
+
+
+def _write_fp16(onnx_path: Path, output: Path) -> None:
+    import onnx
+
+    from exporters.fp16 import to_mixed_fp16
+
+    output.write_bytes(to_mixed_fp16(onnx.load(str(onnx_path))).SerializeToString())
+
+
+def _tensorrt_jobs(onnx: Path, base: dict, work: Path, request: BenchRequest,
+                   skipped: list[str], log: Callable[[str], None]) -> list[dict]:
+    from ocr_deploy.backends.nvidia import tensorrt_unavailable_reason
+
+    reason = tensorrt_unavailable_reason()
+    if reason:
+        skipped.append(f"tensorrt: {reason}")
+        return []
+    from exporters.tensorrt_build import BuildRequest, build_engine
+
+    jobs = []
+    for precision in ("fp16", "fp32"):
+        try:
+            built = build_engine(BuildRequest(onnx, work / f"model_{precision}.engine", precision,
+                                              shape=_shape_for_onnx(onnx, request),
+                                              batch=request.batch), log=log)
+        except OcrDeployError as error:
+            skipped.append(f"tensorrt {precision}: {error}")
+            continue
+        jobs.append({**base, "kind": "tensorrt", "model": str(built.plan), "precision": precision})
+    return jobs
+
+
+def run_bench(request: BenchRequest, *, log: Callable[[str], None] = lambda _: None) -> BenchReport:
+    if request.batch < 1 or request.iters < 1 or request.warmup < 0:
+        raise ConfigError("--batch and --iters must be at least 1, --warmup at least 0")
+    report = BenchReport()
+    with tempfile.TemporaryDirectory() as folder:
+        jobs, report.skipped = _jobs(request, Path(folder), log)
+        for job in jobs:
+            job["shape"] = list(_shape_for(job, request))
+            log(f"measuring {job['kind']} {job['precision']} ({job['iters']} iterations)")
+            done = subprocess.run([sys.executable, "-m", "exporters.bench_worker", json.dumps(job)],
+                                  capture_output=True, text=True, timeout=_WORKER_TIMEOUT_S)
+            lines = done.stdout.strip().splitlines()
+            result = json.loads(lines[-1]) if lines else {"error": done.stderr.strip()[-300:]}
+            if "error" in result:
+                report.skipped.append(f"{job['kind']} {job['precision']}: {result['error']}")
+            else:
+                report.results.append(result)
+    if not report.results:
+        raise OcrDeployError("no configuration could be measured: " + "; ".join(report.skipped))
+    return report
+
+
+def _shape_for_onnx(onnx: Path, request: BenchRequest) -> tuple[int, int]:
+    """A fixed-size model is measured at its own size; a dynamic one at --shape (512x1024)."""
+    from ocr_deploy.meta import read_onnx_meta
+
+    return read_onnx_meta(onnx).input.fixed_size or request.shape or DEFAULT_SHAPE
+
+
+def _shape_for(job: dict, request: BenchRequest) -> tuple[int, int]:
+    path = Path(job["model"])
+    if path.suffix.lower() == ".onnx":
+        return _shape_for_onnx(path, request)
+    if job["kind"] == "tensorrt":
+        from ocr_deploy.engine_sidecar import read_sidecar
+
+        fixed = read_sidecar(path).meta.input.fixed_size
+        if fixed:
+            return fixed
+    return request.shape or DEFAULT_SHAPE

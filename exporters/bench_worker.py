@@ -1,0 +1,74 @@
+"""One benchmark measurement in a process of its own (clean peak memory, no cross-talk).
+
+    python -m exporters.bench_worker '{"kind": "onnxruntime", "model": "m.onnx", ...}'
+Prints one JSON line with the results.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ocr_deploy.segmenter import Segmenter
+from ocr_deploy.testframes import synthetic_frame
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def _segmenter(kind: str, model: Path, device: str, threads: int | None) -> Segmenter:
+    if kind == "pytorch":
+        from exporters.torch_backend import TorchBackend
+
+        return Segmenter(TorchBackend(model, device=device, threads=threads))
+    if kind == "onnxruntime":
+        from ocr_deploy.backends.onnxrt import OnnxRuntimeBackend
+
+        return Segmenter(OnnxRuntimeBackend(model, device=device, threads=threads))
+    from ocr_deploy.backends import open_backend
+
+    return Segmenter(open_backend(model, backend=kind, device=device))
+
+
+def measure(job: dict) -> dict:
+    size = tuple(job["shape"])
+    segmenter = _segmenter(job["kind"], Path(job["model"]), job["device"], job.get("threads"))
+    description = segmenter.describe()
+    frames = [synthetic_frame(*size, seed=index) for index in range(job["batch"])]
+    stages: dict[str, list[float]] = {"pre": [], "infer": [], "post": []}
+    latencies = []
+    for iteration in range(job["warmup"] + job["iters"]):
+        start = time.perf_counter()
+        prepared = [segmenter.prepare(frame) for frame in frames]
+        inferred = segmenter.infer(prepared)
+        results = [segmenter.finish(*step) for step in inferred]
+        elapsed = (time.perf_counter() - start) * 1000.0
+        if iteration >= job["warmup"]:
+            latencies.append(elapsed)
+            for stage in stages:
+                stages[stage].append(sum(r.timings[stage] for r in results))
+    values = np.array(latencies)
+    return {"kind": job["kind"], "precision": job["precision"], "backend": description,
+            "batch": job["batch"], "shape": list(size), "iters": job["iters"],
+            "mean_ms": float(values.mean()), "p50_ms": float(np.percentile(values, 50)),
+            "p95_ms": float(np.percentile(values, 95)), "p99_ms": float(np.percentile(values, 99)),
+            "fps": float(job["batch"] * 1000.0 / values.mean()),
+            "stage_ms": {stage: float(np.mean(v)) for stage, v in stages.items()},
+            "peak_rss_mb": _peak_rss_mb(), "latencies_ms": [float(v) for v in values]}
+
+
+def main() -> None:
+    try:
+        print(json.dumps(measure(json.loads(sys.argv[1]))))
+    except Exception as error:  # reported by the parent as this configuration's failure
+        print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
+
+
+if __name__ == "__main__":
+    main()
