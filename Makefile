@@ -6,13 +6,11 @@ BIN := $(VENV)/bin
 # in pyproject.toml pulls a CUDA build. Elsewhere: TORCH_SPEC="torch --index-url <cpu index>".
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
-FIXTURES ?= ../shared/fixtures/hrnet_ocr_official
 
 .PHONY: setup demo test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e ".[export,dev]"
 	touch $(STAMP)
@@ -20,12 +18,10 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	mkdir -p out
-	$(BIN)/ocr-deploy export $(FIXTURES)/w18s2_ocr256_k19_release.pth -o out/w18s2_ocr256_k19.onnx
-	$(BIN)/ocr-deploy info out/w18s2_ocr256_k19.onnx
+	$(BIN)/ocr-deploy demo -o ocr-deploy-demo
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) ocr-deploy-demo ocr-deploy-out .pytest_cache

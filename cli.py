@@ -8,16 +8,15 @@ import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from exporters.checkpoints import BatchNormMode
 from ocr_deploy.errors import OcrDeployError
+from ocr_deploy.pipeline import InferOptions
 from ocr_deploy.presets import preset_names
 
-if TYPE_CHECKING:
-    from exporters.export_job import ExportResult
 
 app = typer.Typer(
     name="ocr-deploy", no_args_is_help=True, add_completion=False,
@@ -28,6 +27,17 @@ app = typer.Typer(
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 Dataset = Enum("Dataset", {name: name for name in preset_names()}, type=str)  # type: ignore[misc]
+
+
+class BackendName(str, Enum):
+    onnxruntime = "onnxruntime"
+    tensorrt = "tensorrt"
+    pytorch = "pytorch"  # bench, compare and eval only: a checkpoint run eagerly
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
 
 
 class OutputKind(str, Enum):
@@ -101,6 +111,11 @@ def export(
     verify: Annotated[bool, typer.Option(help="Compare with PyTorch on ONNX Runtime.")] = True,
     simplify: Annotated[bool, typer.Option(help="Simplify with onnxslim if it stays "
                                            "verified.")] = False,
+    precision: Annotated[Precision, typer.Option(
+        help="fp16: mixed precision (FP32 OCR islands) for TensorRT, proved against FP32.")
+    ] = Precision.fp32,
+    fp32_islands: Annotated[bool, typer.Option(help="Keep the OCR softmaxes and their MatMuls "
+                                               "in FP32 (fp16 only).")] = True,
 ) -> None:
     """Export a checkpoint to one ONNX file with upsampling folded in, verified against PyTorch."""
     from exporters.export_job import ExportRequest, run_export
@@ -109,45 +124,116 @@ def export(
         weights=weights, output=out, dataset=dataset.value if dataset else None,
         output_kind=output.value, input_format=input_format.value, height=height, width=width,
         batch=batch, opset=opset, config_yaml=config, align_corners=align_corners,
-        batch_norm=batch_norm, verify=verify, simplify=simplify)
-    result = run_export(request, log=lambda message: typer.echo(f"... {message}", err=True))
+        batch_norm=batch_norm, verify=verify, simplify=simplify, precision=precision.value,
+        fp32_islands=fp32_islands)
+    result = run_export(request, log=_progress_line)
     typer.echo(f"exported {result.output} ({result.file_bytes / 1e6:.1f} MB in "
                f"{result.seconds:.1f} s)")
-    _echo_rows(export_rows(result))
-
-
-def export_rows(result: ExportResult) -> list[tuple[str, str]]:
-    from ocr_deploy.describe import describe_meta
-
-    rows = describe_meta(result.meta)
-    rows.insert(1, ("parameters", f"{result.parameters / 1e6:.2f} M"))
-    rows.insert(2, ("checkpoint", result.checkpoint_layout))
-    if result.verification is None:
-        rows.append(("verified", "skipped (--no-verify)"))
-    else:
-        for check in result.verification.checks:
-            rows.append(("verified", check.describe()))
-    rows += [("note", note) for note in result.notes]
-    return rows
+    _echo_rows(result.rows())
 
 
 @app.command()
 @one_line_errors
-def info(model: Annotated[Path, typer.Argument(help="An ONNX file made by ocr-deploy export.")]
+def info(model: Annotated[Path | None, typer.Argument(
+        help="An .onnx or .engine made by ocr-deploy [default: only list the backends].")] = None
          ) -> None:
-    """Print the metadata embedded in a model file."""
+    """Print what a model computes and where it came from, and which backends run here."""
+    from ocr_deploy.backends import backend_status
     from ocr_deploy.describe import describe_meta
-    from ocr_deploy.meta import read_onnx_meta
 
-    meta = read_onnx_meta(model)
-    typer.echo(f"{model} ({model.stat().st_size / 1e6:.1f} MB)")
-    _echo_rows(describe_meta(meta) + [("note", note) for note in meta.provenance.notes])
+    if model is not None:
+        if model.suffix.lower() in (".engine", ".plan"):
+            from ocr_deploy.engine_sidecar import read_sidecar
+
+            sidecar = read_sidecar(model)
+            meta = sidecar.meta
+            extra = [("engine", f"TensorRT {sidecar.tensorrt_version}, {sidecar.gpu_name} "
+                                f"(sm_{''.join(map(str, sidecar.compute_capability))}), "
+                                f"{sidecar.typing} typing, profile {sidecar.profile.min}.."
+                                f"{sidecar.profile.max}"),
+                     ("built from", sidecar.onnx_path)]
+        else:
+            from ocr_deploy.meta import read_onnx_meta
+
+            meta, extra = read_onnx_meta(model), []
+        typer.echo(f"{model} ({model.stat().st_size / 1e6:.1f} MB)")
+        _echo_rows(describe_meta(meta) + extra + [("note", n) for n in meta.provenance.notes])
+    typer.echo("backends:")
+    _echo_rows([(name, ("available: " if ok else "unavailable: ") + detail)
+                for name, ok, detail in backend_status()])
+
+
+@app.command()
+@one_line_errors
+def convert(
+    model: Annotated[Path, typer.Argument(help="An FP32 .onnx made by ocr-deploy export.")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Output .onnx "
+                                             "[default: <model>_fp16.onnx].")] = None,
+    precision: Annotated[Precision, typer.Option(help="Target precision.")] = Precision.fp16,
+    fp32_islands: Annotated[bool, typer.Option(help="Keep the OCR softmaxes and their MatMuls "
+                                               "in FP32.")] = True,
+    frames: Annotated[str | None, typer.Option(help="Images (file, folder or glob) to prove "
+                                               "the FP16 graph on [default: synthetic].")] = None,
+    min_agreement: Annotated[float, typer.Option(help="Least share of pixels whose labels must "
+                                                 "match FP32, in %.")] = 99.9,
+) -> None:
+    """Convert an FP32 ONNX to mixed FP16 for strongly typed TensorRT, proved against FP32."""
+    from exporters.fp16_job import run_convert
+
+    if precision is not Precision.fp16:
+        raise OcrDeployError("convert makes FP16 graphs; `ocr-deploy export` makes FP32 ones")
+    result = run_convert(model, output=out, fp32_islands=fp32_islands, frames=frames,
+                         min_agreement=min_agreement / 100)
+    typer.echo(f"converted {result.output} ({result.file_bytes / 1e6:.1f} MB in "
+               f"{result.seconds:.1f} s)")
+    _echo_rows([("before", result.check.before.describe())] + result.check.rows())
+
+
+@app.command()
+@one_line_errors
+def build(
+    model: Annotated[Path, typer.Argument(help="An .onnx made by ocr-deploy export "
+                                          "(FP32, or FP16 from convert).")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Output plan "
+                                             "[default: <model>.engine].")] = None,
+    precision: Annotated[Precision, typer.Option(help="Engine precision.")] = Precision.fp16,
+    shape: Annotated[str | None, typer.Option(help="Static input size HxW [default: the "
+                                              "model's or its dataset's test size].")] = None,
+    min_shape: Annotated[str | None, typer.Option(help="Dynamic profile: smallest HxW.")] = None,
+    opt_shape: Annotated[str | None, typer.Option(help="Dynamic profile: tuned HxW.")] = None,
+    max_shape: Annotated[str | None, typer.Option(help="Dynamic profile: largest HxW.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size [default: 1].")] = None,
+    workspace: Annotated[float, typer.Option(help="Builder workspace, GiB.")] = 4.0,
+    timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file, read and "
+                                                      "updated.")] = None,
+    opt_level: Annotated[int, typer.Option(help="Builder optimisation level 0..5.")] = 3,
+    frames: Annotated[str | None, typer.Option(help="Images to prove the FP16 graph on.")] = None,
+) -> None:
+    """Build a TensorRT engine (plain plan + JSON sidecar) from an ocr-deploy ONNX."""
+    from exporters.tensorrt_build import BuildRequest, build_engine
+    from ocr_deploy.preprocess import parse_size
+
+    def size(text: str | None, option: str) -> tuple[int, int] | None:
+        return parse_size(text, option) if text else None
+
+    request = BuildRequest(model, out, precision.value, size(shape, "--shape"),
+                           size(min_shape, "--min-shape"), size(opt_shape, "--opt-shape"),
+                           size(max_shape, "--max-shape"), batch, workspace, timing_cache,
+                           opt_level, frames)
+    result = build_engine(request, log=_progress_line)
+    sidecar = result.sidecar
+    typer.echo(f"built {result.plan} ({result.plan_bytes / 1e6:.1f} MB in {result.seconds:.1f} s)")
+    _echo_rows([("engine", f"{sidecar.precision}, {sidecar.typing} typing, TensorRT "
+                           f"{sidecar.tensorrt_version}, {sidecar.gpu_name}"),
+                ("profile", f"{sidecar.profile.input}: {sidecar.profile.min} .. {sidecar.profile.max}"),
+                ("sidecar", str(result.plan) + ".json")] + [("note", n) for n in result.notes])
 
 
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+    tensorrt = "tensorrt"  # ONNX Runtime's TensorRT execution provider
 
 
 class Policy(str, Enum):
@@ -158,11 +244,10 @@ class Policy(str, Enum):
     reference = "reference"
 
 
-def _save_kinds(save: str | None, is_video: bool) -> tuple[str, ...]:
-    from ocr_deploy.sinks import IMAGE_DEFAULT, VIDEO_DEFAULT
-
+def _save_kinds(save: str | None) -> tuple[str, ...] | None:
+    """None: the defaults for the source's kind; () for 'none'."""
     if save is None:
-        return VIDEO_DEFAULT if is_video else IMAGE_DEFAULT
+        return None
     if save.strip().lower() == "none":
         return ()
     return tuple(part.strip().lower() for part in save.split(",") if part.strip())
@@ -173,11 +258,12 @@ def _save_kinds(save: str | None, is_video: bool) -> tuple[str, ...]:
 def infer(
     source: Annotated[str, typer.Argument(help="Image, folder, glob, video file, camera index "
                                           "(0) or stream URL (rtsp://, http://).")],
-    model: Annotated[Path, typer.Option(help="Exported .onnx, or a checkpoint (exported once "
-                                        "into a cache).")],
+    model: Annotated[Path | None, typer.Option(
+        help="Exported .onnx, TensorRT .engine, or a checkpoint (exported once into a cache) "
+             "[default: the shipped demo model].")] = None,
     device: Annotated[Device, typer.Option(help="Where ONNX Runtime runs.")] = Device.auto,
-    backend: Annotated[str | None, typer.Option(help="Backend [default: from the model's "
-                                                "file type].")] = None,
+    backend: Annotated[BackendName | None, typer.Option(
+        help="Backend [default: from the model's file type].")] = None,
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("ocr-deploy-out"),
     save: Annotated[str | None, typer.Option(
         help="Comma list of labels, color, overlay, video, csv, or none [default: labels,overlay "
@@ -195,37 +281,171 @@ def infer(
 ) -> None:
     """Segment images, folders, videos, cameras or streams; write labels, colours, overlays."""
     from exporters.model_cache import resolve_model
-    from ocr_deploy.fileio import ensure_output_folder
-    from ocr_deploy.pipeline import run_pipeline
+    from ocr_deploy.assets import demo_model
     from ocr_deploy.preprocess import parse_size
-    from ocr_deploy.segmenter import Segmenter
-    from ocr_deploy.sinks import make_outputs
-    from ocr_deploy.sources import open_source
 
-    if batch < 1:
-        raise OcrDeployError(f"--batch must be at least 1 (got {batch})")
-    model_path = resolve_model(model, log=lambda message: typer.echo(f"... {message}", err=True))
-    input_size = parse_size(size) if size else None
-    source_handle = open_source(source, recursive=recursive, stride=stride, max_frames=max_frames)
-    kinds = _save_kinds(save, source_handle.is_video)
-    segmenter = Segmenter.open(model_path, device=device.value, backend=backend, size=input_size,
-                               policy=policy.value, alpha=alpha,
-                               render=[k for k in ("color", "overlay") if k in kinds
-                                       or (k == "overlay" and "video" in kinds)])
-    if kinds:
-        ensure_output_folder(out)
-    outputs = make_outputs(out, kinds, meta=segmenter.meta, is_video=source_handle.is_video,
-                           stem=source_handle.name,
-                           fps=(source_handle.fps or 30.0) / max(1, stride))
-    typer.echo(f"model: {model_path.name} on {segmenter.describe()}", err=True)
-    summary = run_pipeline(segmenter, source_handle, outputs, batch_size=batch,
-                           show_progress=progress)
+    model_path = resolve_model(model, log=_progress_line) if model else demo_model()
+    _segment(source, model_path, InferOptions(
+        out=out, save=_save_kinds(save), device=device.value,
+        backend=backend.value if backend else None, alpha=alpha,
+        size=parse_size(size) if size else None, policy=policy.value, stride=stride,
+        max_frames=max_frames, recursive=recursive, batch=batch, progress=progress))
+
+
+def _progress_line(message: str) -> None:
+    typer.echo(f"... {message}", err=True)
+
+
+def _segment(source: str, model_path: Path, options: InferOptions) -> list[Path]:
+    """Run one source through a model, print the summary, exit non-zero as documented."""
+    from ocr_deploy.pipeline import segment_source
+
+    summary = segment_source(source, model_path, options,
+                             log=lambda line: typer.echo(line, err=True))
     for line in summary.lines():
         typer.echo(line)
     if summary.interrupted:
         raise typer.Exit(130)
     if summary.error or summary.frames == 0:
         raise typer.Exit(1)
+    return summary.written
+
+
+@app.command()
+@one_line_errors
+def demo(
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("ocr-deploy-demo"),
+    max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
+    device: Annotated[Device, typer.Option(help="Where ONNX Runtime runs.")] = Device.auto,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Export the shipped demo checkpoint, segment the sample video, write the overlay video."""
+    from exporters.export_job import ExportRequest, run_export
+    from ocr_deploy.assets import DEMO_MODEL, demo_checkpoint, demo_video
+    from ocr_deploy.fileio import ensure_output_folder
+
+    ensure_output_folder(out)
+    result = run_export(ExportRequest(weights=demo_checkpoint(), output=out / DEMO_MODEL,
+                                      dataset="cityscapes"), log=_progress_line)
+    typer.echo(f"exported the demo checkpoint to {result.output} ({result.file_bytes / 1e6:.1f} MB "
+               f"in {result.seconds:.1f} s)")
+    _echo_rows(result.rows())
+    written = _segment(str(demo_video()), result.output, InferOptions(
+        out=out, device=device.value, max_frames=max_frames, progress=progress))
+    videos = [path for path in written if path.suffix == ".mp4"]
+    if videos:
+        typer.echo(f"overlay video: {videos[0].resolve()}")
+
+
+@app.command()
+@one_line_errors
+def compare(
+    a: Annotated[Path, typer.Argument(help="Reference artifact: checkpoint, .onnx or .engine.")],
+    b: Annotated[Path, typer.Argument(help="Artifact to check against A.")],
+    sources: Annotated[list[str] | None, typer.Argument(
+        help="Images, folders, globs or videos [default: built-in frames].")] = None,
+    min_agreement: Annotated[float, typer.Option(help="Exit 1 below this pixel agreement, "
+                                                 "in %.")] = 99.5,
+    heatmaps: Annotated[Path | None, typer.Option(help="Folder for one disagreement image "
+                                                  "per frame.")] = None,
+    max_frames: Annotated[int, typer.Option(help="Frames per video source.")] = 10,
+    device: Annotated[Device, typer.Option(help="Device for engines.")] = Device.auto,
+) -> None:
+    """Do two artifacts of one model segment the same frames the same way?"""
+    from exporters.compare import compare as run_compare
+    from exporters.compare import comparison_frames, open_runner
+    from ocr_deploy.fileio import ensure_output_folder
+
+    frames = comparison_frames(sources or [], max_frames)
+    if heatmaps is not None:
+        ensure_output_folder(heatmaps)
+    result = run_compare(open_runner(a, device=device.value), open_runner(b, device=device.value),
+                         frames, heatmaps=heatmaps)
+    for line in result.lines():
+        typer.echo(line)
+    if result.agreement * 100 < min_agreement:
+        typer.echo(f"error: agreement {100 * result.agreement:.4f} % is below "
+                   f"--min-agreement {min_agreement} %", err=True)
+        raise typer.Exit(1)
+
+
+@app.command(name="eval")
+@one_line_errors
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="An .onnx, .engine, or a checkpoint (run by "
+                                          "PyTorch).")],
+    data: Annotated[Path, typer.Option(help="Dataset folder: Cityscapes layout, or "
+                                       "images/ + labels/ pairs.")],
+    dataset: Annotated[Dataset | None, typer.Option(help="Expected preset; must match the "
+                                                    "model's.")] = None,
+    split: Annotated[str, typer.Option(help="Split folder (Cityscapes: val, train, test).")] = "val",
+    layout: Annotated[str, typer.Option(help="auto, cityscapes or pairs.")] = "auto",
+    flip: Annotated[bool, typer.Option(help="Average with the mirrored image "
+                                       "(needs a logits or probs export).")] = False,
+    scales: Annotated[str, typer.Option(help="Comma list of scales, e.g. 0.75,1,1.25 "
+                                        "(needs a logits or probs export).")] = "1",
+    policy: Annotated[Policy, typer.Option(help="Test-size policy.")] = Policy.reference,
+    device: Annotated[Device, typer.Option(help="Where ONNX Runtime runs.")] = Device.auto,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """mIoU, per-class IoU, pixel and mean accuracy on a labelled dataset."""
+    from exporters.checkpoint_files import is_checkpoint
+    from ocr_deploy.datasets import scan_dataset
+    from ocr_deploy.evaluation import evaluate_dataset
+    from ocr_deploy.segmenter import Segmenter
+
+    try:
+        scale_list = [float(part) for part in scales.split(",") if part.strip()]
+    except ValueError:
+        raise OcrDeployError(f"--scales {scales!r} is not a comma list of numbers") from None
+    if is_checkpoint(model):  # the PyTorch reference, as against the exported artifacts
+        from exporters.torch_backend import TorchBackend
+
+        segmenter = Segmenter(TorchBackend(model, device=device.value), policy=policy.value)
+    else:
+        segmenter = Segmenter.open(model, device=device.value, policy=policy.value)
+    if dataset is not None and dataset.value != segmenter.meta.dataset.name:
+        raise OcrDeployError(f"the model was exported for {segmenter.meta.dataset.name} "
+                             f"({segmenter.meta.num_classes} classes), not {dataset.value}")
+    report = evaluate_dataset(segmenter, scan_dataset(data, layout=layout, split=split),
+                              scales=scale_list, flip=flip, show_progress=progress)
+    typer.echo(report.to_json() if as_json else "\n".join(report.lines()))
+
+
+@app.command()
+@one_line_errors
+def bench(
+    model: Annotated[Path, typer.Argument(help="An .onnx, .engine or checkpoint.")],
+    backend: Annotated[BackendName | None, typer.Option(
+        help="Backend [default: from the file; pytorch for a checkpoint].")] = None,
+    device: Annotated[Device, typer.Option(help="Where ONNX Runtime runs.")] = Device.auto,
+    shape: Annotated[str | None, typer.Option(help="Input size HxW [default: 512x1024].")] = None,
+    batch: Annotated[int, typer.Option(help="Frames per call.")] = 1,
+    iters: Annotated[int, typer.Option(help="Timed iterations.")] = 50,
+    warmup: Annotated[int, typer.Option(help="Untimed iterations first.")] = 5,
+    all_backends: Annotated[bool, typer.Option("--all", help="Every backend and precision "
+                                               "available here, plus PyTorch eager.")] = False,
+    threads: Annotated[int | None, typer.Option(help="CPU threads [default: all cores].")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results "
+                                                  "as JSON.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="PNG of the latency distributions.")] = None,
+) -> None:
+    """Latency (mean/p50/p95/p99), throughput, per-stage ms and peak memory."""
+    from exporters.bench import BenchRequest, run_bench
+    from ocr_deploy.fileio import atomic_write_bytes
+    from ocr_deploy.preprocess import parse_size
+
+    report = run_bench(BenchRequest(model, backend.value if backend else None, device.value,
+                                    parse_size(shape, "--shape") if shape else None,
+                                    batch, iters, warmup, all_backends, threads),
+                       log=_progress_line)
+    for line in report.lines():
+        typer.echo(line)
+    if json_out is not None:
+        atomic_write_bytes(json_out, report.to_json().encode())
+    if plot is not None:
+        report.plot(plot)
 
 
 def main() -> None:

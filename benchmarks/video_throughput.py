@@ -1,6 +1,6 @@
 """Benchmark: how close `ocr-deploy infer` on a video gets to what the model alone can do.
 
-    python benchmarks/video_throughput.py MODEL.onnx [--frames 300] [--height 512 --width 1024]
+    python -m benchmarks.video_throughput MODEL.onnx [--frames 300] [--height 512 --width 1024]
 
 1. Writes a synthetic video (street-like frames with motion) of the given size.
 2. Model-only FPS: the same Segmenter's backend runs on the decoded, prepared frames, one

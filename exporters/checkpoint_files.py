@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zipfile
 from pathlib import Path
@@ -10,16 +9,39 @@ from typing import Any
 
 from ocr_deploy.errors import CheckpointError
 
+# Longest first: 'x.pth.tar' ends in both '.pth.tar' and '.tar'.
+CHECKPOINT_SUFFIXES = (".pth.tar", ".safetensors", ".pth", ".pt", ".tar", ".bin", ".ckpt")
+
+
+def is_checkpoint(path: Path) -> bool:
+    return path.name.lower().endswith(CHECKPOINT_SUFFIXES)
+
+
+def checkpoint_stem(path: Path) -> str:
+    """'weights.pth.tar' -> 'weights'."""
+    name = path.name
+    for suffix in CHECKPOINT_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOL_2 = b"\x80\x02"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def save_release_checkpoint(state_dict: dict, path: Path, *, loss_weights: Any = None) -> Path:
+    """The reference's release layout: a flat dict of 'model.<name>' tensors, plus the loss's
+    class weights as 'loss.criterion.weight' when given. Written atomically."""
+    import torch
+
+    from ocr_deploy.fileio import atomic_path
+
+    state = {f"model.{key}": value for key, value in state_dict.items()}
+    if loss_weights is not None:
+        state["loss.criterion.weight"] = loss_weights
+    with atomic_path(path) as temporary:
+        torch.save(state, temporary)
+    return path
 
 
 def read_weights_file(path: Path) -> Any:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from exporters.checkpoint_files import read_weights_file, sha256_of
+from exporters.checkpoint_files import read_weights_file
+from ocr_deploy.fileio import sha256_of
 from exporters.variants import BackboneConfig, OcrConfig, StageConfig
 from ocr_deploy.errors import CheckpointError
 
@@ -221,7 +222,3 @@ def check_fit(weights: dict[str, torch.Tensor], expected: dict[str, torch.Tensor
 def describe(config: OcrConfig) -> str:
     return (f"{config.variant} (K={config.num_classes}, MID/KEY "
             f"{config.mid_channels}/{config.key_channels})")
-
-
-def with_config(checkpoint: Checkpoint, config: OcrConfig) -> Checkpoint:
-    return replace(checkpoint, config=config)

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from exporters.checkpoint_files import checkpoint_stem
 from exporters.checkpoints import BatchNormMode, Checkpoint, load_checkpoint
 from exporters.verify import MAX_LOGIT_DELTA, MIN_AGREEMENT, Verification
+
+MIN_FP16_AGREEMENT = 0.999  # FP16 graph vs FP32 graph, share of pixels with equal labels
 from ocr_deploy import __version__
 from ocr_deploy.errors import ConfigError, VerificationError
 from ocr_deploy.fileio import atomic_write_bytes, ensure_writable_dir
 from ocr_deploy.meta import (MIN_SIDE, DatasetSpec, InputSpec, ModelMeta, NetworkSpec, OutputSpec,
                              Provenance)
+from ocr_deploy.postprocess import label_dtype
 from ocr_deploy.presets import resolve_preset
 
 if TYPE_CHECKING:
     import onnx
 
+    from exporters.fp16_job import Fp16Check
     from exporters.onnx_export import DeployGraph
 
 OUTPUT_KINDS = ("labels", "logits", "probs")
@@ -43,6 +51,9 @@ class ExportRequest:
     batch_norm: BatchNormMode = BatchNormMode.auto
     verify: bool = True
     simplify: bool = False
+    precision: str = "fp32"  # fp16: mixed precision with FP32 OCR islands, proved against FP32
+    fp32_islands: bool = True
+    min_fp16_agreement: float = MIN_FP16_AGREEMENT
 
 
 @dataclass(frozen=True)
@@ -55,14 +66,27 @@ class ExportResult:
     checkpoint_layout: str
     verification: Verification | None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    fp16: Fp16Check | None = None
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, text) lines of the export summary."""
+        from ocr_deploy.describe import describe_meta
+
+        rows = describe_meta(self.meta)
+        rows.insert(1, ("parameters", f"{self.parameters / 1e6:.2f} M"))
+        rows.insert(2, ("checkpoint", self.checkpoint_layout))
+        if self.verification is None:
+            rows.append(("verified", "skipped (--no-verify)"))
+        else:
+            rows += [("verified", check.describe()) for check in self.verification.checks]
+        if self.fp16 is not None:
+            rows += self.fp16.rows()
+        return rows + [("note", note) for note in self.notes]
 
 
-def default_output(weights: Path) -> Path:
-    name = weights.name
-    for suffix in (".pth.tar", ".safetensors", ".pth", ".pt", ".tar", ".bin", ".ckpt"):
-        if name.endswith(suffix):
-            return weights.with_name(name[: -len(suffix)] + ".onnx")
-    return weights.with_name(name + ".onnx")
+def default_output(weights: Path, precision: str = "fp32") -> Path:
+    suffix = "_fp16.onnx" if precision == "fp16" else ".onnx"
+    return weights.with_name(checkpoint_stem(weights) + suffix)
 
 
 def validate(request: ExportRequest) -> Path:
@@ -81,10 +105,14 @@ def validate(request: ExportRequest) -> Path:
     if request.simplify and not request.verify:
         raise ConfigError("--simplify keeps a simplified graph only if it passes verification; "
                           "drop --no-verify")
+    if request.precision not in ("fp32", "fp16"):
+        raise ConfigError("--precision must be fp32 or fp16")
+    if request.precision == "fp16" and not request.verify:
+        raise ConfigError("--precision fp16 is proved against the FP32 graph; drop --no-verify")
     if request.opset not in SUPPORTED_OPSETS:
         raise ConfigError(f"--opset {request.opset} is not supported; use "
                           f"{SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} (17 recommended)")
-    output = request.output or default_output(request.weights)
+    output = request.output or default_output(request.weights, request.precision)
     if output.suffix != ".onnx":
         raise ConfigError(f"output {output} should end in .onnx")
     if output.resolve() == request.weights.resolve():
@@ -100,7 +128,7 @@ def build_meta(checkpoint: Checkpoint, request: ExportRequest, dataset: str | No
     if note:
         notes.append(note)
     kind = request.output_kind
-    dtype = {"labels": "uint8" if config.num_classes <= 255 else "int32"}.get(kind, "float32")
+    dtype = np.dtype(label_dtype(config.num_classes)).name if kind == "labels" else "float32"
     return ModelMeta(
         network=NetworkSpec(config.variant, config.num_classes, config.mid_channels,
                             config.key_channels, config.align_corners),
@@ -149,13 +177,24 @@ def run_export(request: ExportRequest, *, log: Callable[[str], None] = lambda _:
     if request.verify:
         onnx_model, verification = _verified(onnx_model, DeployGraph(model, meta).eval(), meta,
                                              simplify=request.simplify, notes=notes, log=log)
-    data = without_verification_output(onnx_model).SerializeToString()
+    final = without_verification_output(onnx_model, meta)
+    fp16_check = None
+    if request.precision == "fp16":
+        from exporters.fp16_job import make_fp16, verification_frames
+
+        log("converting to mixed FP16 and comparing with FP32 on ONNX Runtime (CPU)")
+        final, fp16_check = make_fp16(final, meta, verification_frames(meta),
+                                      fp32_islands=request.fp32_islands,
+                                      min_agreement=request.min_fp16_agreement)
+        meta = dataclasses.replace(meta, provenance=dataclasses.replace(
+            meta.provenance, precision="fp16" if request.fp32_islands else "fp16-no-islands"))
+    data = final.SerializeToString()
     atomic_write_bytes(output, data)
     return ExportResult(output=output, meta=meta,
                         parameters=sum(p.numel() for p in model.parameters()),
                         file_bytes=len(data), seconds=time.perf_counter() - started,
                         checkpoint_layout=checkpoint.layout, verification=verification,
-                        notes=tuple(notes))
+                        notes=tuple(notes), fp16=fp16_check)
 
 
 def _verified(onnx_model: onnx.ModelProto, graph: DeployGraph, meta: ModelMeta, *, simplify: bool,

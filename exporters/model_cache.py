@@ -6,11 +6,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from exporters.checkpoint_files import sha256_of
+from ocr_deploy.fileio import sha256_of
+from exporters.checkpoint_files import is_checkpoint
 from ocr_deploy.errors import OcrDeployError
-
-MODEL_SUFFIXES = (".onnx", ".engine", ".plan")
-
 
 def cache_dir() -> Path:
     configured = os.environ.get("OCR_DEPLOY_CACHE")
@@ -22,7 +20,7 @@ def cache_dir() -> Path:
 
 def resolve_model(path: Path, *, log: Callable[[str], None] = lambda _: None) -> Path:
     """A model file as is; a checkpoint exported (verified) into the cache on first use."""
-    if path.suffix.lower() in MODEL_SUFFIXES or not path.exists():
+    if not is_checkpoint(path) or not path.exists():
         return path
     target = cache_dir() / f"{sha256_of(path)}.onnx"
     if target.is_file():

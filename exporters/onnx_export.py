@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
     from exporters.hrnet_ocr import HRNetOCR
 
-# Exposed only in the in-memory graph used for verification; removed from the saved file.
-VERIFY_LOGITS = "verification_logits"
+# The upsampled logits: a graph output while verifying; in a saved labels or probs graph, the
+# name of the internal tensor that ArgMax or Softmax reads.
+LOGITS = "logits"
 # Tracing size for dynamic exports: any size >= 32 works; 2 avoids batch-1 specialisation.
 _EXAMPLE_BATCH, _EXAMPLE_HEIGHT, _EXAMPLE_WIDTH = 2, 256, 320
 _TORCH_DTYPES = {"uint8": torch.uint8, "int32": torch.int32}
@@ -69,15 +70,18 @@ class DeployGraph(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.raw_input:
-            # NHWC BGR uint8 -> NCHW RGB float (float64 when verification runs in double)
-            x = image.permute(0, 3, 1, 2).flip(1).to(self.scale.dtype) * self.scale + self.shift
+            # NHWC BGR uint8 -> NCHW RGB float (float64 when verification runs in double). The cast
+            # comes first: TensorRT takes UINT8 only as a network input or output.
+            x = image.to(self.scale.dtype).permute(0, 3, 1, 2).flip(1) * self.scale + self.shift
         else:
             x = image
         out = self.network(x)[1]
         logits = F.interpolate(out, size=x.shape[-2:], mode="bilinear",
                                align_corners=self.align_corners)
         if self.output_kind == "labels":
-            return logits.argmax(dim=1).to(self.labels_dtype), logits
+            # TensorRT computes ArgMax as TopK with int32 indices; going through int32 keeps
+            # the graph on casts TensorRT documents (INT32 -> UINT8) rather than INT64 -> UINT8.
+            return logits.argmax(dim=1).to(torch.int32).to(self.labels_dtype), logits
         if self.output_kind == "probs":
             return torch.softmax(logits, dim=1), logits
         return (logits,)
@@ -106,8 +110,8 @@ def _dynamic_shapes(spec: InputSpec) -> tuple[dict[int, torch.export.Dim], ...]:
 
 def output_names(meta: ModelMeta) -> list[str]:
     if meta.output.kind == "logits":
-        return [meta.output.name]
-    return [meta.output.name, VERIFY_LOGITS]
+        return [LOGITS]
+    return [meta.output.name, LOGITS]
 
 
 def export_graph(network: HRNetOCR, meta: ModelMeta, *, opset: int) -> onnx.ModelProto:
@@ -140,13 +144,14 @@ def set_metadata(model: onnx.ModelProto, meta: ModelMeta) -> None:
     entry.key, entry.value = META_KEY, meta.to_json()
 
 
-def without_verification_output(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The file users get: the verification logits are no longer a graph output."""
+def without_verification_output(model: onnx.ModelProto, meta: ModelMeta) -> onnx.ModelProto:
+    """The file users get: logits stay a graph output only when they are what was asked for."""
     import onnx
 
     final = onnx.ModelProto()
     final.CopyFrom(model)
-    for output in list(final.graph.output):
-        if output.name == VERIFY_LOGITS:
-            final.graph.output.remove(output)
+    if meta.output.kind != "logits":
+        for output in list(final.graph.output):
+            if output.name == LOGITS:
+                final.graph.output.remove(output)
     return final

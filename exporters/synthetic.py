@@ -13,16 +13,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from exporters.checkpoint_files import save_release_checkpoint
 from exporters.hrnet_ocr import HRNetOCR
 from exporters.variants import OcrConfig
-from ocr_deploy.meta import IMAGENET_MEAN, IMAGENET_STD
+from ocr_deploy.meta import InputSpec
+from ocr_deploy.preprocess import normalize_frames
 from ocr_deploy.testframes import synthetic_frame
 
 
 def _normalised(frames_bgr: np.ndarray) -> torch.Tensor:
-    rgb = frames_bgr[..., ::-1].astype(np.float32) / 255.0
-    x = (rgb - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    return torch.from_numpy(normalize_frames(frames_bgr, InputSpec()))
 
 
 def synthetic_model(config: OcrConfig, *, seed: int = 0, calibrate: bool = True,
@@ -58,10 +58,7 @@ def _scale_classifiers(model: HRNetOCR, images: torch.Tensor, target_std: float 
             head.bias.mul_(target_std / spread)
 
 
-def save_release_checkpoint(model: HRNetOCR, path: Path, *, loss_weight: bool = True) -> Path:
-    """Save in the reference's release layout: flat dict, 'model.' keys, plus loss weights."""
-    state = {f"model.{key}": value for key, value in model.state_dict().items()}
-    if loss_weight:
-        state["loss.criterion.weight"] = torch.ones(model.config.num_classes)
-    torch.save(state, path)
-    return path
+def save_release(model: HRNetOCR, path: Path) -> Path:
+    """Save in the reference's release layout ('model.' keys, uniform loss weights)."""
+    return save_release_checkpoint(model.state_dict(), path,
+                                   loss_weights=torch.ones(model.config.num_classes))

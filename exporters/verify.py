@@ -1,11 +1,12 @@
 """Proof at export time: the ONNX graph on ONNX Runtime computes what PyTorch computes.
 
 The gate: labels agree on >= 99.9 % of pixels, and the upsampled logits differ by <= 1e-3.
-Two correct float32 implementations differ by rounding, and a network can amplify rounding
-(sharp attention softmaxes, untrained weights). When the logits differ by more than 1e-3,
-PyTorch is also run in float64, the exact answer: if PyTorch's own float32 result is itself
-further than 1e-3 from it, the export passes only if ONNX Runtime is no further from the exact
-answer than ONNX_EXACT_FACTOR times PyTorch's own float32 error. Every figure is reported.
+Two correct float32 implementations differ by rounding, in opposite directions as often as not,
+and a network can amplify rounding (sharp attention softmaxes, untrained weights). So when the
+two differ by more than 1e-3, PyTorch also runs in float64, the exact answer, and the ONNX graph
+passes if it is within max(1e-3, ONNX_EXACT_FACTOR x PyTorch's own float32 error) of it: as
+accurate as the tolerance asks, or as PyTorch itself is. A wrong graph (another resize mode, a
+missing layer) is 1e-1 or more away and fails. Every figure is reported.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from exporters.onnx_export import VERIFY_LOGITS
+from exporters.onnx_export import LOGITS
 from ocr_deploy.meta import InputSpec, ModelMeta
 from ocr_deploy.preprocess import graph_input
 from ocr_deploy.testframes import synthetic_frame
@@ -31,7 +32,7 @@ MIN_AGREEMENT = 0.999
 MAX_LOGIT_DELTA = 1e-3
 ONNX_EXACT_FACTOR = 2.0
 # Two sizes for dynamic graphs; the second is deliberately not a multiple of 32.
-_DYNAMIC_SIZES = ((256, 512), (250, 378))
+VERIFICATION_SIZES = ((256, 512), (250, 378))
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ class SizeCheck:
             return False
         if self.max_abs_logits <= MAX_LOGIT_DELTA:
             return True
-        return (self.exact is not None and self.exact.torch_fp32 > MAX_LOGIT_DELTA
-                and self.exact.onnx <= ONNX_EXACT_FACTOR * self.exact.torch_fp32)
+        return self.exact is not None and self.exact.onnx <= max(
+            MAX_LOGIT_DELTA, ONNX_EXACT_FACTOR * self.exact.torch_fp32)
 
     def describe(self) -> str:
         text = (f"{self.batch}x{self.height}x{self.width}: max |dlogits| "
@@ -78,10 +79,6 @@ class Verification:
         return all(check.passed for check in self.checks)
 
     @property
-    def worst_agreement(self) -> float:
-        return min(check.agreement for check in self.checks)
-
-    @property
     def worst_delta(self) -> float:
         return max(check.max_abs_logits for check in self.checks)
 
@@ -90,7 +87,7 @@ def verification_shapes(spec: InputSpec) -> list[tuple[int, int, int]]:
     batch = spec.batch or 1
     if spec.fixed_size is not None:
         return [(batch, *spec.fixed_size)]
-    return [(batch, spec.height or height, spec.width or width) for height, width in _DYNAMIC_SIZES]
+    return [(batch, spec.height or height, spec.width or width) for height, width in VERIFICATION_SIZES]
 
 
 def _torch_run(graph: DeployGraph, feed: np.ndarray, dtype: torch.dtype) -> list[np.ndarray]:
@@ -119,7 +116,7 @@ def verify_export(graph: DeployGraph, model: onnx.ModelProto, meta: ModelMeta) -
         onnx_outputs = dict(zip(output_names, session.run(None, {meta.input.name: feed})))
         torch_outputs = _torch_run(graph, feed, torch.float32)
         torch_logits = torch_outputs[-1]
-        onnx_logits = onnx_outputs.get(VERIFY_LOGITS, onnx_outputs[meta.output.name])
+        onnx_logits = onnx_outputs[LOGITS]
         if meta.output.kind == "labels":
             torch_labels, onnx_labels = torch_outputs[0], onnx_outputs[meta.output.name]
         else:

@@ -100,6 +100,15 @@ class ModelMeta:
     def num_classes(self) -> int:
         return self.network.num_classes
 
+    def deployment_size(self) -> tuple[int, int] | None:
+        """The size the model usually runs at: its fixed input, else its dataset's test size."""
+        if self.input.fixed_size:
+            return self.input.fixed_size
+        policy = self.dataset.test_policy
+        if policy.kind in ("resize-pad", "squash") and policy.size:
+            return (policy.size, policy.size)
+        return (1024, 2048) if self.dataset.name == "cityscapes" else None
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
 

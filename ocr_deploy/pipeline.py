@@ -8,7 +8,7 @@ frames done so far; a failure before any frame was done is raised as is.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,24 @@ from ocr_deploy.sources import Frame, Source
 from ocr_deploy.staging import threaded_map
 
 STAGES = ("decode", "pre", "infer", "post", "write")
+
+
+@dataclass(frozen=True)
+class InferOptions:
+    """Everything `ocr-deploy infer` can be told, with its defaults."""
+
+    out: Path = Path("ocr-deploy-out")
+    save: tuple[str, ...] | None = None  # None: labels+overlay for images, video+csv for videos
+    device: str = "auto"
+    backend: str | None = None
+    alpha: float = 0.5
+    size: tuple[int, int] | None = None
+    policy: str = "auto"
+    stride: int = 1
+    max_frames: int | None = None
+    recursive: bool = False
+    batch: int = 1
+    progress: bool = True
 
 
 @dataclass
@@ -101,9 +119,14 @@ def run_pipeline(segmenter: Segmenter, source: Source, outputs: Outputs, *, batc
 
     # One image on its own: a bad frame is the error. In a folder or video it is skipped.
     skip_bad = note_bad if source.kind != "image" else None
-    results = segmenter.stream(source.frames(), batch_size=batch_size, on_bad_frame=skip_bad)
-    post = threaded_map(results, lambda result: (result,), name="post")
-    written = threaded_map(post, write, name="write")
+    # Live sources keep one frame per stage: results must not lag behind the camera.
+    depth = 1 if source.kind in ("camera", "stream") else 4
+    results = segmenter.stream(source.frames(), batch_size=batch_size, prefetch=depth,
+                               on_bad_frame=skip_bad)
+    # The "post" stage is where Segmenter.finish runs (inside the stream generator), so that
+    # post-processing overlaps inference; "write" then only writes.
+    post = threaded_map(results, lambda result: (result,), maxsize=depth, name="post")
+    written = threaded_map(post, write, maxsize=depth, name="write")
     frames, interrupted, error = 0, False, None
     bar = tqdm(total=source.total, unit="frame", disable=not show_progress, leave=False,
                dynamic_ncols=True)
@@ -127,3 +150,41 @@ def run_pipeline(segmenter: Segmenter, source: Source, outputs: Outputs, *, batc
         paths = outputs.close()
         source.close()
     return RunSummary(source, frames, seconds, times, paths, bad_frames, interrupted, error)
+
+
+def segment_source(source: str, model: Path, options: InferOptions, *,
+                   log: Callable[[str], None] = lambda _: None) -> RunSummary:
+    """Open the source and the model, write the requested outputs, return the summary."""
+    from ocr_deploy.fileio import ensure_output_folder
+    from ocr_deploy.sinks import IMAGE_DEFAULT, VIDEO_DEFAULT, make_outputs
+    from ocr_deploy.sources import open_source
+
+    if options.batch < 1:
+        raise OcrDeployError(f"--batch must be at least 1 (got {options.batch})")
+    opened = open_source(source, recursive=options.recursive, stride=options.stride,
+                         max_frames=options.max_frames)
+    try:
+        kinds = options.save if options.save is not None else (
+            VIDEO_DEFAULT if opened.is_video else IMAGE_DEFAULT)
+        render = [kind for kind in ("color", "overlay") if kind in kinds]
+        if "video" in kinds and "overlay" not in render:
+            render.append("overlay")
+        segmenter = Segmenter.open(model, device=options.device, backend=options.backend,
+                                   size=options.size, policy=options.policy, alpha=options.alpha,
+                                   render=render)
+    except BaseException:
+        opened.close()
+        raise
+    with segmenter:
+        try:
+            if kinds:
+                ensure_output_folder(options.out)
+            outputs = make_outputs(options.out, kinds, meta=segmenter.meta,
+                                   is_video=opened.is_video, stem=opened.name,
+                                   fps=(opened.fps or 30.0) / max(1, options.stride))
+        except BaseException:
+            opened.close()
+            raise
+        log(f"model: {model.name} on {segmenter.describe()}")
+        return run_pipeline(segmenter, opened, outputs, batch_size=options.batch,
+                            show_progress=options.progress)

@@ -78,8 +78,23 @@ class Segmenter:
     @classmethod
     def open(cls, path: Path | str, *, device: str = "auto", backend: str | None = None,
              **options: object) -> Segmenter:
-        """Open a model file (.onnx) made by ocr-deploy; options as for the constructor."""
-        return cls(open_backend(Path(path), backend=backend, device=device), **options)
+        """Open a model made by ocr-deploy (.onnx, or .engine with its sidecar); options as for
+        the constructor."""
+        opened = open_backend(Path(path), backend=backend, device=device)
+        try:
+            return cls(opened, **options)
+        except BaseException:
+            opened.close()
+            raise
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     # The three steps, public so that pipelines can run them in separate threads.
     def prepare(self, item: np.ndarray | Frame) -> Prepared:

@@ -37,10 +37,10 @@ def tiny_model(tiny_config):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_model, tmp_path_factory) -> Path:
-    from exporters.synthetic import save_release_checkpoint
+    from exporters.synthetic import save_release
 
     folder = tmp_path_factory.mktemp("tiny")
-    return save_release_checkpoint(tiny_model, folder / "tiny_release.pth")
+    return save_release(tiny_model, folder / "tiny_release.pth")
 
 
 @pytest.fixture(scope="session")

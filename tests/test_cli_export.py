@@ -44,9 +44,9 @@ def test_export_prints_summary(tiny_checkpoint, tmp_path):
 
 
 def test_default_output_goes_beside_checkpoint(tiny_model, tmp_path):
-    from exporters.synthetic import save_release_checkpoint
+    from exporters.synthetic import save_release
 
-    checkpoint = save_release_checkpoint(tiny_model, tmp_path / "weights.pth.tar")
+    checkpoint = save_release(tiny_model, tmp_path / "weights.pth.tar")
     result = _run("export", checkpoint, "--no-verify", "--height", "64", "--width", "64")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "weights.onnx").is_file()

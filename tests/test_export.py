@@ -48,7 +48,7 @@ def test_metadata_round_trip(tiny_onnx, tiny_checkpoint):
     assert meta.network.variant == "tiny" and meta.num_classes == 19
     assert meta.dataset.name == "cityscapes" and len(meta.dataset.palette) == 19
     assert meta.input.format == "raw" and meta.output.dtype == "uint8"
-    from exporters.checkpoint_files import sha256_of
+    from ocr_deploy.fileio import sha256_of
 
     assert meta.provenance.checkpoint_sha256 == sha256_of(tiny_checkpoint)
     model = onnx.load(str(tiny_onnx))
@@ -90,11 +90,11 @@ def test_static_shape_export(tiny_checkpoint, tmp_path):
 
 
 def test_many_classes_give_int32_labels(tmp_path):
-    from exporters.synthetic import save_release_checkpoint, synthetic_model
+    from exporters.synthetic import save_release, synthetic_model
     from exporters.variants import OcrConfig
 
     config = OcrConfig.from_variant("tiny", num_classes=300, mid_channels=16, key_channels=8)
-    path = save_release_checkpoint(synthetic_model(config), tmp_path / "k300.pth")
+    path = save_release(synthetic_model(config), tmp_path / "k300.pth")
     result = run_export(ExportRequest(weights=path, output=tmp_path / "k300.onnx"))
     assert result.meta.output.dtype == "int32" and result.meta.dataset.name == "generic"
     assert any("generic class names" in note for note in result.notes)
