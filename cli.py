@@ -29,6 +29,21 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 Dataset = Enum("Dataset", {name: name for name in preset_names()}, type=str)  # type: ignore[misc]
 
 
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    tensorrt = "tensorrt"  # ONNX Runtime's TensorRT execution provider
+
+
+class Policy(str, Enum):
+    auto = "auto"
+    native = "native"
+    resize = "resize"
+    letterbox = "letterbox"
+    reference = "reference"
+
+
 class BackendName(str, Enum):
     onnxruntime = "onnxruntime"
     tensorrt = "tensorrt"
@@ -146,12 +161,7 @@ def info(model: Annotated[Path | None, typer.Argument(
             from ocr_deploy.engine_sidecar import read_sidecar
 
             sidecar = read_sidecar(model)
-            meta = sidecar.meta
-            extra = [("engine", f"TensorRT {sidecar.tensorrt_version}, {sidecar.gpu_name} "
-                                f"(sm_{''.join(map(str, sidecar.compute_capability))}), "
-                                f"{sidecar.typing} typing, profile {sidecar.profile.min}.."
-                                f"{sidecar.profile.max}"),
-                     ("built from", sidecar.onnx_path)]
+            meta, extra = sidecar.meta, sidecar.rows()
         else:
             from ocr_deploy.meta import read_onnx_meta
 
@@ -221,27 +231,9 @@ def build(
                            size(max_shape, "--max-shape"), batch, workspace, timing_cache,
                            opt_level, frames)
     result = build_engine(request, log=_progress_line)
-    sidecar = result.sidecar
     typer.echo(f"built {result.plan} ({result.plan_bytes / 1e6:.1f} MB in {result.seconds:.1f} s)")
-    _echo_rows([("engine", f"{sidecar.precision}, {sidecar.typing} typing, TensorRT "
-                           f"{sidecar.tensorrt_version}, {sidecar.gpu_name}"),
-                ("profile", f"{sidecar.profile.input}: {sidecar.profile.min} .. {sidecar.profile.max}"),
-                ("sidecar", str(result.plan) + ".json")] + [("note", n) for n in result.notes])
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    tensorrt = "tensorrt"  # ONNX Runtime's TensorRT execution provider
-
-
-class Policy(str, Enum):
-    auto = "auto"
-    native = "native"
-    resize = "resize"
-    letterbox = "letterbox"
-    reference = "reference"
+    _echo_rows(result.sidecar.rows() + [("sidecar", f"{result.plan}.json")]
+               + [("note", n) for n in result.notes])
 
 
 def _save_kinds(save: str | None) -> tuple[str, ...] | None:

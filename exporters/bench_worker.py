@@ -19,7 +19,15 @@ from ocr_deploy.testframes import synthetic_frame
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+    """This process's own peak resident memory. VmHWM belongs to the address space made at exec;
+    ru_maxrss would also carry the parent's peak across fork+exec on Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _segmenter(kind: str, model: Path, device: str, threads: int | None) -> Segmenter:

@@ -72,6 +72,14 @@ class EngineSidecar:
             raise ModelFileError(f"{source} is not a valid engine sidecar ({error}); rebuild the "
                                  "engine with `ocr-deploy build MODEL.onnx`") from None
 
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, text) lines describing the engine, for `info` and `build`."""
+        major, minor = self.compute_capability
+        return [("engine", f"{self.precision}, {self.typing} typing, TensorRT "
+                           f"{self.tensorrt_version}, {self.gpu_name} (sm_{major}{minor})"),
+                ("profile", f"{self.profile.input}: {self.profile.min} .. {self.profile.max}"),
+                ("built from", f"{self.onnx_path} (sha256 {self.onnx_sha256[:16]}...)")]
+
     def rebuild_hint(self) -> str:
         return f"rebuild it here: ocr-deploy build {self.onnx_path}"
 

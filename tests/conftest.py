@@ -65,3 +65,18 @@ def export_tiny(tiny_checkpoint, tmp_path_factory):
 def tiny_onnx(export_tiny) -> Path:
     """A real exported (and verified) ONNX file of the tiny network: labels, raw input."""
     return export_tiny()
+
+
+@pytest.fixture()
+def foreign_onnx(tmp_path) -> Path:
+    """A valid ONNX model that ocr-deploy did not make (no metadata): one Relu."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    path = tmp_path / "foreign.onnx"
+    onnx.save(model, path)
+    return path

@@ -129,16 +129,8 @@ def test_output_in_read_only_folder(tiny_checkpoint, tmp_path):
                            "cannot write to output folder")
 
 
-def test_info_on_foreign_onnx(tmp_path):
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    onnx.save(model, tmp_path / "foreign.onnx")
-    _assert_one_line_error(_run("info", tmp_path / "foreign.onnx"), "has no ocr-deploy metadata")
+def test_info_on_foreign_onnx(tmp_path, foreign_onnx):
+    _assert_one_line_error(_run("info", foreign_onnx), "has no ocr-deploy metadata")
     (tmp_path / "garbage.onnx").write_bytes(b"\x00garbage")
     _assert_one_line_error(_run("info", tmp_path / "garbage.onnx"), "not a readable ONNX model")
 

@@ -99,19 +99,11 @@ def test_logits_model_gives_the_same_labels(export_tiny, tiny_onnx):
     assert (from_logits.labels == from_labels.labels).mean() >= 0.999
 
 
-def test_model_without_our_metadata(tmp_path):
-    import onnx
-    from onnx import TensorProto, helper
-
+def test_model_without_our_metadata(foreign_onnx):
     from ocr_deploy.errors import ModelFileError
 
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    onnx.save(model, tmp_path / "foreign.onnx")
     with pytest.raises(ModelFileError, match="ocr-deploy export CHECKPOINT"):
-        Segmenter.open(tmp_path / "foreign.onnx")
+        Segmenter.open(foreign_onnx)
 
 
 def test_runtime_never_imports_torch(tiny_onnx):

@@ -2,6 +2,7 @@
 never used in training (training uses seeds >= TRAIN_SEED_START - 64).
 
     python -m training.evaluate_demo ocr_deploy/assets/demo_street_w18s1.onnx --images 100
+    python -m training.evaluate_demo --dataset-out held_out/ --images 50   # for `ocr-deploy eval`
 """
 
 from __future__ import annotations
@@ -41,11 +42,29 @@ def report(scores: SegmentationScores, class_names: tuple[str, ...]) -> list[str
     return lines
 
 
+def write_dataset(folder: Path, images: int) -> None:
+    """The held-out scenes as an images/ + labels/ dataset (train ids), for `ocr-deploy eval`."""
+    import cv2
+
+    for sub in ("images", "labels"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for seed, (image, labels) in enumerate(held_out_scenes(images), start=HELD_OUT_SEED_START):
+        cv2.imwrite(str(folder / "images" / f"scene_{seed:05d}.png"), image)
+        cv2.imwrite(str(folder / "labels" / f"scene_{seed:05d}.png"), labels)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("model", type=Path)
+    parser.add_argument("model", type=Path, nargs="?")
     parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--dataset-out", type=Path, help="write the scenes as a dataset instead")
     args = parser.parse_args()
+    if args.dataset_out:
+        write_dataset(args.dataset_out, args.images)
+        print(f"wrote {args.images} held-out scenes to {args.dataset_out}/images and /labels")
+        return
+    if args.model is None:
+        parser.error("give a MODEL to evaluate, or --dataset-out")
     scores = evaluate(args.model, images=args.images)
     names = Segmenter.open(args.model, device="cpu").meta.dataset.classes
     print(f"{args.images} held-out scenes (seeds {HELD_OUT_SEED_START}.."
