@@ -112,6 +112,8 @@ def open_source(spec: str, *, recursive: bool = False, stride: int = 1,
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return open_capture(str(path), live=False, stride=stride, max_frames=max_frames,
                             open_timeout_s=open_timeout_s)
+    if _read_image(path) is None:  # before any model loads: the error is the only output
+        raise SourceError(f"{path} is not a readable image (corrupt or unsupported)")
     return ImageFiles(kind="image", name=path.stem, total=1, paths=[path], single=True)
 
 
