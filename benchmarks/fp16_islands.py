@@ -20,8 +20,7 @@ from onnx import TensorProto, helper
 
 from exporters.fp16 import precision_breakdown, to_mixed_fp16
 from exporters.graph_compare import with_logits_output
-from exporters.onnx_export import LOGITS
-from ocr_deploy.meta import meta_from_custom_map
+from exporters.onnx_files import LOGITS, load_model
 
 FP16_SMALLEST_NORMAL = 6.103515625e-05
 
@@ -76,8 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     from training.scenes import render_scene
 
-    fp32 = onnx.load(str(args.model))
-    meta = meta_from_custom_map({p.key: p.value for p in fp32.metadata_props}, source=str(args.model))
+    fp32, meta = load_model(args.model)
     regions = gather_output(fp32)
     variants = {"fp16 with FP32 islands": to_mixed_fp16(fp32),
                 "fp16 without islands": to_mixed_fp16(fp32, fp32_islands=False)}

@@ -106,15 +106,22 @@ def _jobs(request: BenchRequest, work: Path, log: Callable[[str], None]) -> tupl
     if not request.all_backends:
         kind = request.backend or ("pytorch" if is_checkpoint(model) else backend_for(model))
         path = model if kind == "pytorch" else onnx
-        return [{**base, "kind": kind, "model": str(path), "precision": _precision(path)}], skipped
-    if onnx.suffix.lower() != ".onnx" or _precision(onnx) != "fp32":
+        precision, fixed = _artifact(path)
+        shape = list(fixed or request.shape or DEFAULT_SHAPE)
+        return [{**base, "kind": kind, "model": str(path), "precision": precision,
+                 "shape": shape}], skipped
+    precision, fixed = _artifact(onnx)
+    if onnx.suffix.lower() != ".onnx" or precision != "fp32":
         raise ConfigError("--all derives every backend and precision from one model: pass the "
                           "checkpoint or its FP32 .onnx")
+    # A fixed-size model is measured at its own size; a dynamic one at --shape (512x1024).
+    shape = fixed or request.shape or DEFAULT_SHAPE
+    base["shape"] = list(shape)
     jobs = [{**base, "kind": "onnxruntime", "model": str(onnx), "precision": "fp32"}]
     fp16 = work / "model_fp16.onnx"
     _write_fp16(onnx, fp16)
     jobs.append({**base, "kind": "onnxruntime", "model": str(fp16), "precision": "fp16"})
-    jobs += _tensorrt_jobs(onnx, base, work, request, skipped, log)
+    jobs += _tensorrt_jobs(onnx, base, work, shape, skipped, log)
     reason = _torch_missing() or (None if is_checkpoint(model) else
                                   "pytorch: needs the checkpoint (pass the .pth instead of the .onnx)")
     if reason:
@@ -124,16 +131,19 @@ def _jobs(request: BenchRequest, work: Path, log: Callable[[str], None]) -> tupl
     return jobs, skipped
 
 
-def _precision(path: Path) -> str:
+def _artifact(path: Path) -> tuple[str, tuple[int, int] | None]:
+    """(precision, fixed input size) of a checkpoint, ONNX or engine; its metadata read once."""
     if is_checkpoint(path):
-        return "fp32"
+        return "fp32", None
     if path.suffix.lower() == ".onnx":
         from ocr_deploy.meta import read_onnx_meta
 
-        return read_onnx_meta(path).provenance.precision[:4]
-    from ocr_deploy.engine_sidecar import read_sidecar
+        meta = read_onnx_meta(path)
+    else:
+        from ocr_deploy.engine_sidecar import read_sidecar
 
-    return read_sidecar(path).precision
+        meta = read_sidecar(path).meta
+    return meta.provenance.precision[:4], meta.input.fixed_size
 
 
 def _write_fp16(onnx_path: Path, output: Path) -> None:
@@ -144,7 +154,7 @@ def _write_fp16(onnx_path: Path, output: Path) -> None:
     output.write_bytes(to_mixed_fp16(onnx.load(str(onnx_path))).SerializeToString())
 
 
-def _tensorrt_jobs(onnx: Path, base: dict, work: Path, request: BenchRequest,
+def _tensorrt_jobs(onnx: Path, base: dict, work: Path, shape: tuple[int, int],
                    skipped: list[str], log: Callable[[str], None]) -> list[dict]:
     from ocr_deploy.backends.nvidia import tensorrt_unavailable_reason
 
@@ -158,8 +168,7 @@ def _tensorrt_jobs(onnx: Path, base: dict, work: Path, request: BenchRequest,
     for precision in ("fp16", "fp32"):
         try:
             built = build_engine(BuildRequest(onnx, work / f"model_{precision}.engine", precision,
-                                              shape=_shape_for_onnx(onnx, request),
-                                              batch=request.batch), log=log)
+                                              shape=shape, batch=base["batch"]), log=log)
         except OcrDeployError as error:
             skipped.append(f"tensorrt {precision}: {error}")
             continue
@@ -174,7 +183,6 @@ def run_bench(request: BenchRequest, *, log: Callable[[str], None] = lambda _: N
     with tempfile.TemporaryDirectory() as folder:
         jobs, report.skipped = _jobs(request, Path(folder), log)
         for job in jobs:
-            job["shape"] = list(_shape_for(job, request))
             log(f"measuring {job['kind']} {job['precision']} ({job['iters']} iterations)")
             done = subprocess.run([sys.executable, "-m", "exporters.bench_worker", json.dumps(job)],
                                   capture_output=True, text=True, timeout=_WORKER_TIMEOUT_S)
@@ -187,23 +195,3 @@ def run_bench(request: BenchRequest, *, log: Callable[[str], None] = lambda _: N
     if not report.results:
         raise OcrDeployError("no configuration could be measured: " + "; ".join(report.skipped))
     return report
-
-
-def _shape_for_onnx(onnx: Path, request: BenchRequest) -> tuple[int, int]:
-    """A fixed-size model is measured at its own size; a dynamic one at --shape (512x1024)."""
-    from ocr_deploy.meta import read_onnx_meta
-
-    return read_onnx_meta(onnx).input.fixed_size or request.shape or DEFAULT_SHAPE
-
-
-def _shape_for(job: dict, request: BenchRequest) -> tuple[int, int]:
-    path = Path(job["model"])
-    if path.suffix.lower() == ".onnx":
-        return _shape_for_onnx(path, request)
-    if job["kind"] == "tensorrt":
-        from ocr_deploy.engine_sidecar import read_sidecar
-
-        fixed = read_sidecar(path).meta.input.fixed_size
-        if fixed:
-            return fixed
-    return request.shape or DEFAULT_SHAPE

@@ -45,22 +45,18 @@ class TorchRunner:
 
 class OnnxRunner:
     def __init__(self, path: Path):
-        import onnx
         import onnxruntime as ort
 
         from exporters.graph_compare import with_logits_output
-        from ocr_deploy.meta import meta_from_custom_map, read_onnx_meta
+        from exporters.onnx_files import load_model
 
-        read_onnx_meta(path)  # clear errors for unreadable or foreign files
-        model = onnx.load(str(path))
-        self.meta = meta_from_custom_map({p.key: p.value for p in model.metadata_props},
-                                         source=str(path))
+        model, self.meta = load_model(path)
         self.session = ort.InferenceSession(with_logits_output(model).SerializeToString(),
                                             providers=["CPUExecutionProvider"])
         self.name = f"{path.name} ({self.meta.provenance.precision} ONNX)"
 
     def run(self, graph_input: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        from exporters.onnx_export import LOGITS
+        from exporters.onnx_files import LOGITS
 
         names = [output.name for output in self.session.get_outputs()]
         outputs = dict(zip(names, self.session.run(None, {self.meta.input.name: graph_input})))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ import numpy as np
 
 from exporters.checkpoint_files import checkpoint_stem
 from exporters.checkpoints import BatchNormMode, Checkpoint, load_checkpoint
+from exporters.onnx_files import model_meta
 from exporters.verify import MAX_LOGIT_DELTA, MIN_AGREEMENT, Verification
 
 MIN_FP16_AGREEMENT = 0.999  # FP16 graph vs FP32 graph, share of pixels with equal labels
@@ -186,8 +186,7 @@ def run_export(request: ExportRequest, *, log: Callable[[str], None] = lambda _:
         final, fp16_check = make_fp16(final, meta, verification_frames(meta),
                                       fp32_islands=request.fp32_islands,
                                       min_agreement=request.min_fp16_agreement)
-        meta = dataclasses.replace(meta, provenance=dataclasses.replace(
-            meta.provenance, precision="fp16" if request.fp32_islands else "fp16-no-islands"))
+        meta = model_meta(final, source=str(output))  # the conversion records its precision
     data = final.SerializeToString()
     atomic_write_bytes(output, data)
     return ExportResult(output=output, meta=meta,

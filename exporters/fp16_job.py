@@ -16,10 +16,11 @@ import onnx
 from exporters.export_job import MIN_FP16_AGREEMENT
 from exporters.fp16 import PrecisionBreakdown, find_fp32_islands, precision_breakdown, to_mixed_fp16
 from exporters.graph_compare import GraphAgreement, compare_graphs
+from exporters.onnx_files import load_model, model_meta
 from exporters.verify import VERIFICATION_SIZES
-from ocr_deploy.errors import ConfigError, ModelFileError, VerificationError
+from ocr_deploy.errors import ConfigError, VerificationError
 from ocr_deploy.fileio import atomic_write_bytes, ensure_writable_dir
-from ocr_deploy.meta import META_KEY, ModelMeta
+from ocr_deploy.meta import ModelMeta
 from ocr_deploy.testframes import synthetic_frame
 
 
@@ -81,17 +82,9 @@ def default_fp16_output(model: Path) -> Path:
 def run_convert(model_path: Path, *, output: Path | None = None, fp32_islands: bool = True,
                 frames: str | None = None, min_agreement: float = MIN_FP16_AGREEMENT) -> ConvertResult:
     started = time.perf_counter()
-    from ocr_deploy.meta import meta_from_custom_map
-
-    if not model_path.is_file():
-        raise ModelFileError(f"model not found: {model_path}")
     output = output or default_fp16_output(model_path)
     ensure_writable_dir(output.parent.resolve())
-    try:
-        fp32 = onnx.load(str(model_path))
-    except Exception as error:  # onnx raises DecodeError and others for non-ONNX bytes
-        raise ModelFileError(f"{model_path} is not an ONNX model ({type(error).__name__})") from None
-    meta = meta_from_custom_map({p.key: p.value for p in fp32.metadata_props}, source=str(model_path))
+    fp32, meta = load_model(model_path)
     if meta.provenance.precision != "fp32":
         raise ConfigError(f"{model_path} is already {meta.provenance.precision}; convert the FP32 "
                           "export instead")
@@ -99,6 +92,4 @@ def run_convert(model_path: Path, *, output: Path | None = None, fp32_islands: b
                             fp32_islands=fp32_islands, min_agreement=min_agreement)
     data = fp16.SerializeToString()
     atomic_write_bytes(output, data)
-    converted_meta = meta_from_custom_map({p.key: p.value for p in fp16.metadata_props
-                                           if p.key == META_KEY}, source=str(output))
-    return ConvertResult(output, converted_meta, check, len(data), time.perf_counter() - started)
+    return ConvertResult(output, model_meta(fp16, source=str(output)), check, len(data), time.perf_counter() - started)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from exporters.onnx_export import LOGITS
+from exporters.onnx_files import LOGITS
 from ocr_deploy.errors import ExportError
 from ocr_deploy.meta import ModelMeta
 from ocr_deploy.preprocess import graph_input, plan_size, prepare_frame

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from exporters.onnx_files import LOGITS
 from ocr_deploy.errors import ExportError
 from ocr_deploy.meta import META_KEY, InputSpec, ModelMeta
 
@@ -21,9 +22,6 @@ if TYPE_CHECKING:
 
     from exporters.hrnet_ocr import HRNetOCR
 
-# The upsampled logits: a graph output while verifying; in a saved labels or probs graph, the
-# name of the internal tensor that ArgMax or Softmax reads.
-LOGITS = "logits"
 # Tracing size for dynamic exports: any size >= 32 works; 2 avoids batch-1 specialisation.
 _EXAMPLE_BATCH, _EXAMPLE_HEIGHT, _EXAMPLE_WIDTH = 2, 256, 320
 _TORCH_DTYPES = {"uint8": torch.uint8, "int32": torch.int32}

@@ -17,12 +17,13 @@ from typing import Any
 
 import onnx
 
+from exporters.onnx_files import load_model
 from ocr_deploy import __version__
 from ocr_deploy.backends.nvidia import gpu_info, tensorrt, tensorrt_version
 from ocr_deploy.engine_sidecar import EngineSidecar, ProfileShapes, sidecar_path
-from ocr_deploy.errors import ConfigError, ExportError, ModelFileError
+from ocr_deploy.errors import ConfigError, ExportError
 from ocr_deploy.fileio import atomic_write_bytes, ensure_writable_dir, sha256_of
-from ocr_deploy.meta import InputSpec, ModelMeta, meta_from_custom_map
+from ocr_deploy.meta import InputSpec, ModelMeta
 
 STRONG_TYPING_FROM = (10, 12)
 Size = tuple[int, int]
@@ -94,16 +95,6 @@ def _engine_input(meta: ModelMeta, profile: ProfileShapes) -> InputSpec:
         return dataclasses.replace(meta.input, batch=batch)
     height, width = profile.min[1:3] if meta.input.format == "raw" else profile.min[2:4]
     return dataclasses.replace(meta.input, batch=batch, height=height, width=width)
-
-
-def _read_model(path: Path) -> tuple[onnx.ModelProto, ModelMeta]:
-    if not path.is_file():
-        raise ModelFileError(f"model not found: {path}")
-    try:
-        model = onnx.load(str(path))
-    except Exception as error:  # protobuf DecodeError and friends
-        raise ModelFileError(f"{path} is not an ONNX model ({type(error).__name__})") from None
-    return model, meta_from_custom_map({p.key: p.value for p in model.metadata_props}, source=str(path))
 
 
 def _graph_for(model: onnx.ModelProto, meta: ModelMeta, request: BuildRequest, strong: bool,
@@ -191,7 +182,7 @@ def build_engine(request: BuildRequest, *, log: Callable[[str], None] = lambda _
         raise ConfigError(f"--opt-level must be 0..5 (got {request.opt_level})")
     if request.workspace_gib <= 0:
         raise ConfigError("--workspace must be positive (GiB)")
-    model, meta = _read_model(request.onnx)
+    model, meta = load_model(request.onnx)
     profile = select_profile(meta, request)
     output = request.output or request.onnx.with_suffix(".engine")
     ensure_writable_dir(output.parent.resolve())

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from exporters.onnx_export import LOGITS
+from exporters.onnx_files import LOGITS
 from ocr_deploy.meta import InputSpec, ModelMeta
 from ocr_deploy.preprocess import graph_input
 from ocr_deploy.testframes import synthetic_frame
