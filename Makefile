@@ -21,6 +21,7 @@ demo: setup
 	$(BIN)/ocr-deploy demo -o ocr-deploy-demo
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2
 
 clean:

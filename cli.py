@@ -16,6 +16,8 @@ from exporters.checkpoints import BatchNormMode
 from ocr_deploy.errors import OcrDeployError
 from ocr_deploy.pipeline import InferOptions
 from ocr_deploy.presets import preset_names
+from ocr_deploy.vocabulary import Device, InputFormat, OutputKind, Precision
+from ocr_deploy.vocabulary import SizePolicy as Policy
 
 
 app = typer.Typer(
@@ -29,41 +31,10 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 Dataset = Enum("Dataset", {name: name for name in preset_names()}, type=str)  # type: ignore[misc]
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    tensorrt = "tensorrt"  # ONNX Runtime's TensorRT execution provider
-
-
-class Policy(str, Enum):
-    auto = "auto"
-    native = "native"
-    resize = "resize"
-    letterbox = "letterbox"
-    reference = "reference"
-
-
 class BackendName(str, Enum):
     onnxruntime = "onnxruntime"
     tensorrt = "tensorrt"
     pytorch = "pytorch"  # bench, compare and eval only: a checkpoint run eagerly
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-
-
-class OutputKind(str, Enum):
-    labels = "labels"
-    logits = "logits"
-    probs = "probs"
-
-
-class InputFormat(str, Enum):
-    raw = "raw"
-    normalized = "normalized"
 
 
 def _echo_rows(rows: list[tuple[str, str]]) -> None:
@@ -137,9 +108,9 @@ def export(
 
     request = ExportRequest(
         weights=weights, output=out, dataset=dataset.value if dataset else None,
-        output_kind=output.value, input_format=input_format.value, height=height, width=width,
+        output_kind=output, input_format=input_format, height=height, width=width,
         batch=batch, opset=opset, config_yaml=config, align_corners=align_corners,
-        batch_norm=batch_norm, verify=verify, simplify=simplify, precision=precision.value,
+        batch_norm=batch_norm, verify=verify, simplify=simplify, precision=precision,
         fp32_islands=fp32_islands)
     result = run_export(request, log=_progress_line)
     typer.echo(f"exported {result.output} ({result.file_bytes / 1e6:.1f} MB in "
@@ -188,12 +159,11 @@ def convert(
                                                  "match FP32, in %.")] = 99.9,
 ) -> None:
     """Convert an FP32 ONNX to mixed FP16 for strongly typed TensorRT, proved against FP32."""
-    from exporters.fp16_job import run_convert
+    from exporters.fp16_job import ConvertRequest, run_convert
 
-    if precision is not Precision.fp16:
-        raise OcrDeployError("convert makes FP16 graphs; `ocr-deploy export` makes FP32 ones")
-    result = run_convert(model, output=out, fp32_islands=fp32_islands, frames=frames,
-                         min_agreement=min_agreement / 100)
+    result = run_convert(ConvertRequest(model=model, output=out, precision=precision,
+                                        fp32_islands=fp32_islands, frames=frames,
+                                        min_agreement=min_agreement / 100))
     typer.echo(f"converted {result.output} ({result.file_bytes / 1e6:.1f} MB in "
                f"{result.seconds:.1f} s)")
     _echo_rows([("before", result.check.before.describe())] + result.check.rows())
@@ -226,10 +196,11 @@ def build(
     def size(text: str | None, option: str) -> tuple[int, int] | None:
         return parse_size(text, option) if text else None
 
-    request = BuildRequest(model, out, precision.value, size(shape, "--shape"),
-                           size(min_shape, "--min-shape"), size(opt_shape, "--opt-shape"),
-                           size(max_shape, "--max-shape"), batch, workspace, timing_cache,
-                           opt_level, frames)
+    request = BuildRequest(
+        onnx=model, output=out, precision=precision, shape=size(shape, "--shape"),
+        min_shape=size(min_shape, "--min-shape"), opt_shape=size(opt_shape, "--opt-shape"),
+        max_shape=size(max_shape, "--max-shape"), batch=batch, workspace_gib=workspace,
+        timing_cache=timing_cache, opt_level=opt_level, frames=frames)
     result = build_engine(request, log=_progress_line)
     typer.echo(f"built {result.plan} ({result.plan_bytes / 1e6:.1f} MB in {result.seconds:.1f} s)")
     _echo_rows(result.sidecar.rows() + [("sidecar", f"{result.plan}.json")]

@@ -53,7 +53,7 @@ def main() -> int:
                                             height=height, width=width, batch=1))
         print(f"export: {exported.file_bytes / 1e6:.1f} MB FP32 ONNX in {time.perf_counter() - started:.1f} s;"
               f" worst check: {min(exported.verification.checks, key=lambda c: c.agreement).describe()}")
-        built = build_engine(BuildRequest(exported.output, work / "fp16.engine", shape=(height, width)),
+        built = build_engine(BuildRequest(onnx=exported.output, output=work / "fp16.engine", shape=(height, width)),
                              log=print)
         print(f"engine: {built.plan_bytes / 1e6:.1f} MB, {built.sidecar.precision}, "
               f"{built.sidecar.typing} typing, built in {built.seconds:.1f} s; " + "; ".join(built.notes))

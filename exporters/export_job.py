@@ -12,10 +12,10 @@ import numpy as np
 
 from exporters.checkpoint_files import checkpoint_stem
 from exporters.checkpoints import BatchNormMode, Checkpoint, load_checkpoint
+from exporters.fp16_job import MIN_FP16_AGREEMENT, Fp16Check, make_fp16, verification_frames
 from exporters.onnx_files import model_meta
 from exporters.verify import MAX_LOGIT_DELTA, MIN_AGREEMENT, Verification
 
-MIN_FP16_AGREEMENT = 0.999  # FP16 graph vs FP32 graph, share of pixels with equal labels
 from ocr_deploy import __version__
 from ocr_deploy.errors import ConfigError, VerificationError
 from ocr_deploy.fileio import atomic_write_bytes, ensure_writable_dir
@@ -23,25 +23,23 @@ from ocr_deploy.meta import (MIN_SIDE, DatasetSpec, InputSpec, ModelMeta, Networ
                              Provenance)
 from ocr_deploy.postprocess import label_dtype
 from ocr_deploy.presets import resolve_preset
+from ocr_deploy.vocabulary import InputFormat, OutputKind, Precision, parse_choice
 
 if TYPE_CHECKING:
     import onnx
 
-    from exporters.fp16_job import Fp16Check
     from exporters.onnx_export import DeployGraph
 
-OUTPUT_KINDS = ("labels", "logits", "probs")
-INPUT_FORMATS = ("raw", "normalized")
 SUPPORTED_OPSETS = range(17, 24)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ExportRequest:
     weights: Path
     output: Path | None = None
     dataset: str | None = None
-    output_kind: str = "labels"
-    input_format: str = "raw"
+    output_kind: OutputKind = OutputKind.labels
+    input_format: InputFormat = InputFormat.raw
     height: int | None = None
     width: int | None = None
     batch: int | None = None
@@ -51,7 +49,7 @@ class ExportRequest:
     batch_norm: BatchNormMode = BatchNormMode.auto
     verify: bool = True
     simplify: bool = False
-    precision: str = "fp32"  # fp16: mixed precision with FP32 OCR islands, proved against FP32
+    precision: Precision = Precision.fp32  # fp16: mixed, FP32 OCR islands, proved against FP32
     fp32_islands: bool = True
     min_fp16_agreement: float = MIN_FP16_AGREEMENT
 
@@ -84,17 +82,16 @@ class ExportResult:
         return rows + [("note", note) for note in self.notes]
 
 
-def default_output(weights: Path, precision: str = "fp32") -> Path:
+def default_output(weights: Path, precision: Precision = Precision.fp32) -> Path:
     suffix = "_fp16.onnx" if precision == "fp16" else ".onnx"
     return weights.with_name(checkpoint_stem(weights) + suffix)
 
 
 def validate(request: ExportRequest) -> Path:
     """Check options before the slow work starts; returns the output path."""
-    if request.output_kind not in OUTPUT_KINDS:
-        raise ConfigError(f"--output must be one of {', '.join(OUTPUT_KINDS)}")
-    if request.input_format not in INPUT_FORMATS:
-        raise ConfigError(f"--input must be one of {', '.join(INPUT_FORMATS)}")
+    parse_choice(OutputKind, request.output_kind, "--output")
+    parse_choice(InputFormat, request.input_format, "--input")
+    parse_choice(Precision, request.precision, "--precision")
     if (request.height is None) != (request.width is None):
         raise ConfigError("give --height and --width together (a static size), or neither")
     for name, side in (("height", request.height), ("width", request.width)):
@@ -105,8 +102,6 @@ def validate(request: ExportRequest) -> Path:
     if request.simplify and not request.verify:
         raise ConfigError("--simplify keeps a simplified graph only if it passes verification; "
                           "drop --no-verify")
-    if request.precision not in ("fp32", "fp16"):
-        raise ConfigError("--precision must be fp32 or fp16")
     if request.precision == "fp16" and not request.verify:
         raise ConfigError("--precision fp16 is proved against the FP32 graph; drop --no-verify")
     if request.opset not in SUPPORTED_OPSETS:
@@ -180,8 +175,6 @@ def run_export(request: ExportRequest, *, log: Callable[[str], None] = lambda _:
     final = without_verification_output(onnx_model, meta)
     fp16_check = None
     if request.precision == "fp16":
-        from exporters.fp16_job import make_fp16, verification_frames
-
         log("converting to mixed FP16 and comparing with FP32 on ONNX Runtime (CPU)")
         final, fp16_check = make_fp16(final, meta, verification_frames(meta),
                                       fp32_islands=request.fp32_islands,

@@ -15,7 +15,7 @@ boundary are untied, and Resize leaves the block list only when no Resize carrie
 from __future__ import annotations
 
 import collections
-import json
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -24,6 +24,7 @@ from onnx import TensorProto
 
 from ocr_deploy.errors import ExportError
 from ocr_deploy.meta import META_KEY
+from ocr_deploy.vocabulary import Precision
 
 _ISLAND_PRODUCERS = ("Mul", "Div", "MatMul")
 _FLOAT_TYPES = {TensorProto.FLOAT: "fp32", TensorProto.FLOAT16: "fp16"}
@@ -122,7 +123,7 @@ def to_mixed_fp16(model: onnx.ModelProto, *, fp32_islands: bool = True) -> onnx.
             op_block_list=_op_block_list(work, float16.DEFAULT_OP_BLOCK_LIST),
             node_block_list=sorted(blocked))
     _check_converted(model, converted, blocked)
-    _mark_precision(converted, "fp16" if fp32_islands else "fp16-no-islands")
+    _mark_precision(converted, fp32_islands=fp32_islands)
     return converted
 
 
@@ -152,12 +153,16 @@ def _tensor_types(model: onnx.ModelProto) -> dict[str, int]:
     return types
 
 
-def _mark_precision(model: onnx.ModelProto, precision: str) -> None:
-    for entry in model.metadata_props:
-        if entry.key == META_KEY:
-            data = json.loads(entry.value)
-            data["provenance"]["precision"] = precision
-            entry.value = json.dumps(data, separators=(",", ":"))
+def _mark_precision(model: onnx.ModelProto, *, fp32_islands: bool) -> None:
+    """Record the conversion in the model's metadata (when it has ocr-deploy metadata)."""
+    from exporters.onnx_files import model_meta, write_meta
+
+    if not any(entry.key == META_KEY for entry in model.metadata_props):
+        return
+    meta = model_meta(model, source="the converted graph")
+    provenance = dataclasses.replace(meta.provenance, precision=Precision.fp16.value,
+                                     fp32_islands=fp32_islands)
+    write_meta(model, dataclasses.replace(meta, provenance=provenance))
 
 
 def precision_breakdown(model: onnx.ModelProto) -> PrecisionBreakdown:

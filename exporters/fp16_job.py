@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from exporters.export_job import MIN_FP16_AGREEMENT
 from exporters.fp16 import PrecisionBreakdown, find_fp32_islands, precision_breakdown, to_mixed_fp16
 from exporters.graph_compare import GraphAgreement, compare_graphs
 from exporters.onnx_files import load_model, model_meta
@@ -22,7 +21,9 @@ from ocr_deploy.errors import ConfigError, VerificationError
 from ocr_deploy.fileio import atomic_write_bytes, ensure_writable_dir
 from ocr_deploy.meta import ModelMeta
 from ocr_deploy.testframes import synthetic_frame
+from ocr_deploy.vocabulary import Precision, parse_choice
 
+MIN_FP16_AGREEMENT = 0.999  # FP16 graph vs FP32 graph, share of pixels with equal labels
 
 
 @dataclass(frozen=True)
@@ -79,17 +80,31 @@ def default_fp16_output(model: Path) -> Path:
     return model.with_name(f"{model.stem}_fp16.onnx")
 
 
-def run_convert(model_path: Path, *, output: Path | None = None, fp32_islands: bool = True,
-                frames: str | None = None, min_agreement: float = MIN_FP16_AGREEMENT) -> ConvertResult:
+@dataclass(frozen=True, kw_only=True)
+class ConvertRequest:
+    """`ocr-deploy convert`: an FP32 ocr-deploy ONNX in, a proved mixed-FP16 ONNX out."""
+
+    model: Path
+    output: Path | None = None  # default: <model>_fp16.onnx
+    precision: Precision = Precision.fp16
+    fp32_islands: bool = True
+    frames: str | None = None  # images (file, folder, glob, video) to prove it on
+    min_agreement: float = MIN_FP16_AGREEMENT
+
+
+def run_convert(request: ConvertRequest) -> ConvertResult:
     started = time.perf_counter()
-    output = output or default_fp16_output(model_path)
+    if parse_choice(Precision, request.precision, "--precision") is not Precision.fp16:
+        raise ConfigError("convert makes FP16 graphs; `ocr-deploy export` makes FP32 ones")
+    output = request.output or default_fp16_output(request.model)
     ensure_writable_dir(output.parent.resolve())
-    fp32, meta = load_model(model_path)
-    if meta.provenance.precision != "fp32":
-        raise ConfigError(f"{model_path} is already {meta.provenance.precision}; convert the FP32 "
-                          "export instead")
-    fp16, check = make_fp16(fp32, meta, verification_frames(meta, frames),
-                            fp32_islands=fp32_islands, min_agreement=min_agreement)
+    fp32, meta = load_model(request.model)
+    if meta.provenance.precision != Precision.fp32:
+        raise ConfigError(f"{request.model} is already {meta.provenance.precision}; convert the "
+                          "FP32 export instead")
+    fp16, check = make_fp16(fp32, meta, verification_frames(meta, request.frames),
+                            fp32_islands=request.fp32_islands, min_agreement=request.min_agreement)
     data = fp16.SerializeToString()
     atomic_write_bytes(output, data)
-    return ConvertResult(output, model_meta(fp16, source=str(output)), check, len(data), time.perf_counter() - started)
+    return ConvertResult(output, model_meta(fp16, source=str(output)), check, len(data),
+                         time.perf_counter() - started)

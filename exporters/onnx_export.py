@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exporters.onnx_files import LOGITS
+from exporters.onnx_files import LOGITS, write_meta
 from ocr_deploy.errors import ExportError
-from ocr_deploy.meta import META_KEY, InputSpec, ModelMeta
+from ocr_deploy.meta import InputSpec, ModelMeta
 
 if TYPE_CHECKING:
     import onnx
@@ -130,16 +130,8 @@ def export_graph(network: HRNetOCR, meta: ModelMeta, *, opset: int) -> onnx.Mode
     model = program.model_proto
     model.producer_name = "ocr-deploy"
     model.producer_version = meta.provenance.toolkit_version
-    set_metadata(model, meta)
+    write_meta(model, meta)
     return model
-
-
-def set_metadata(model: onnx.ModelProto, meta: ModelMeta) -> None:
-    for entry in list(model.metadata_props):
-        if entry.key == META_KEY:
-            model.metadata_props.remove(entry)
-    entry = model.metadata_props.add()
-    entry.key, entry.value = META_KEY, meta.to_json()
 
 
 def without_verification_output(model: onnx.ModelProto, meta: ModelMeta) -> onnx.ModelProto:

@@ -24,16 +24,17 @@ from ocr_deploy.engine_sidecar import EngineSidecar, ProfileShapes, sidecar_path
 from ocr_deploy.errors import ConfigError, ExportError
 from ocr_deploy.fileio import atomic_write_bytes, ensure_writable_dir, sha256_of
 from ocr_deploy.meta import InputSpec, ModelMeta
+from ocr_deploy.vocabulary import Precision, parse_choice
 
 STRONG_TYPING_FROM = (10, 12)
 Size = tuple[int, int]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BuildRequest:
     onnx: Path
     output: Path | None = None
-    precision: str = "fp16"
+    precision: Precision = Precision.fp16
     shape: Size | None = None  # static profile (the default)
     min_shape: Size | None = None  # dynamic profile: all three
     opt_shape: Size | None = None
@@ -105,7 +106,7 @@ def _graph_for(model: onnx.ModelProto, meta: ModelMeta, request: BuildRequest, s
         if source != "fp32":
             raise ConfigError(f"{request.onnx} is {source}; build FP32 engines from the FP32 export")
         return model.SerializeToString(), "strong", "fp32"
-    if source.startswith("fp16"):
+    if source == Precision.fp16:
         return model.SerializeToString(), "strong", source
     if not strong:
         notes.append("TensorRT < 10.12: FP16 flag, OCR softmax/MatMul layers constrained to FP32")
@@ -176,8 +177,7 @@ def _build_plan(trt: Any, graph: bytes, typing: str, profile: ProfileShapes,
 
 def build_engine(request: BuildRequest, *, log: Callable[[str], None] = lambda _: None) -> BuildResult:
     started = time.perf_counter()
-    if request.precision not in ("fp16", "fp32"):
-        raise ConfigError("--precision must be fp16 or fp32")
+    parse_choice(Precision, request.precision, "--precision")
     if not 0 <= request.opt_level <= 5:
         raise ConfigError(f"--opt-level must be 0..5 (got {request.opt_level})")
     if request.workspace_gib <= 0:

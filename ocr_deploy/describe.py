@@ -41,7 +41,7 @@ def describe_meta(meta: ModelMeta) -> list[tuple[str, str]]:
         ("test size", f"reference policy: {dataset.test_policy.describe()}"),
         ("input", input_line(meta)),
         ("output", output_line(meta)),
-        ("precision", source.precision),
+        ("precision", source.describe_precision()),
         ("source", f"{source.checkpoint_name} (sha256 {source.checkpoint_sha256[:16]}...), "
                    f"ocr-deploy {source.toolkit_version}, metadata schema {meta.schema_version}"),
     ]

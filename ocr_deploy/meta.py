@@ -14,6 +14,7 @@ from typing import Any
 
 from ocr_deploy.errors import ModelFileError
 from ocr_deploy.presets import RGB, TestSizePolicy
+from ocr_deploy.vocabulary import Precision
 
 META_KEY = "ocr_deploy"
 SCHEMA_VERSION = 1
@@ -78,13 +79,34 @@ class DatasetSpec:
     flip_pairs: tuple[tuple[int, int], ...] = ()
 
 
+# Before fp32_islands was a field, an FP16 graph without islands said so in its precision.
+_LEGACY_FP16_NO_ISLANDS = "fp16-no-islands"
+
+
 @dataclass(frozen=True)
 class Provenance:
+    """Where the artifact came from and its numeric precision (a vocabulary.Precision value).
+    fp32_islands: whether an FP16 graph kept the OCR softmax islands in FP32."""
+
     checkpoint_name: str
     checkpoint_sha256: str
     toolkit_version: str
     precision: str = "fp32"
     notes: tuple[str, ...] = ()
+    fp32_islands: bool = True
+
+    def __post_init__(self) -> None:
+        if self.precision == _LEGACY_FP16_NO_ISLANDS:  # older files still read
+            object.__setattr__(self, "precision", "fp16")
+            object.__setattr__(self, "fp32_islands", False)
+        if self.precision not in Precision.values():
+            raise ValueError(f"precision {self.precision!r} is not one of "
+                             f"{', '.join(Precision.values())}")
+
+    def describe_precision(self) -> str:
+        if self.precision == Precision.fp32:
+            return "fp32"
+        return "fp16, " + ("OCR softmax islands in fp32" if self.fp32_islands else "no fp32 islands")
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ import numpy as np
 
 from ocr_deploy.errors import OcrDeployError
 from ocr_deploy.meta import InputSpec, ModelMeta
+from ocr_deploy.vocabulary import SizePolicy, parse_choice
 
-POLICIES = ("auto", "native", "resize", "letterbox", "reference")
+POLICIES = SizePolicy.values()
 
 
 class FrameError(OcrDeployError):
@@ -75,10 +76,9 @@ def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
 
 
 def plan_size(meta: ModelMeta, *, size: tuple[int, int] | None = None,
-              policy: str = "auto") -> SizePlan:
+              policy: SizePolicy | str = SizePolicy.auto) -> SizePlan:
     """Resolve --size and --policy against what the model accepts."""
-    if policy not in POLICIES:
-        raise OcrDeployError(f"--policy must be one of {', '.join(POLICIES)}")
+    policy = parse_choice(SizePolicy, policy, "--policy")
     fixed = meta.input.fixed_size
     if size is not None and fixed is not None and size != fixed:
         raise OcrDeployError(f"--size {size[0]}x{size[1]} differs from the model's fixed input "
@@ -93,7 +93,7 @@ def plan_size(meta: ModelMeta, *, size: tuple[int, int] | None = None,
         if test.kind == "resize-pad":
             return SizePlan("letterbox", fixed or (test.size, test.size),
                             long_side=None if fixed else test.size)
-        policy = "auto"
+        policy = SizePolicy.auto
     target = size or fixed
     if policy == "native":
         if fixed is not None:

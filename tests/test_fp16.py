@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from exporters.fp16 import find_fp32_islands, precision_breakdown, to_mixed_fp16
-from exporters.fp16_job import run_convert
+from exporters.fp16_job import ConvertRequest, run_convert
 from ocr_deploy.errors import ConfigError, VerificationError
 from ocr_deploy.meta import read_onnx_meta
 from ocr_deploy.testframes import synthetic_frame
@@ -71,11 +71,11 @@ def test_convert_command_writes_a_proved_fp16_model(tiny_onnx, tmp_path):
     assert "fp16 vs fp32" in result.stdout and "FP32 island" in result.stdout
     assert read_onnx_meta(out).provenance.precision == "fp16"
     with pytest.raises(ConfigError, match="already fp16"):
-        run_convert(out)
+        run_convert(ConvertRequest(model=out))
 
 
 def test_disagreeing_fp16_graph_is_refused(tiny_onnx, tmp_path):
     out = tmp_path / "refused.onnx"
     with pytest.raises(VerificationError, match="not FP16-safe"):
-        run_convert(tiny_onnx, output=out, min_agreement=1.0001)
+        run_convert(ConvertRequest(model=tiny_onnx, output=out, min_agreement=1.0001))
     assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -92,15 +92,15 @@ def test_missing_or_broken_sidecar(engine_files):
 def test_profile_selection(tiny_onnx, export_tiny):
     meta = read_onnx_meta(tiny_onnx)  # cityscapes preset, dynamic, raw input
     assert meta.deployment_size() == (1024, 2048)
-    static = select_profile(meta, BuildRequest(tiny_onnx))
+    static = select_profile(meta, BuildRequest(onnx=tiny_onnx))
     assert static.min == static.opt == static.max == (1, 1024, 2048, 3)
-    ranged = select_profile(meta, BuildRequest(tiny_onnx, min_shape=(256, 512), opt_shape=(512, 1024),
+    ranged = select_profile(meta, BuildRequest(onnx=tiny_onnx, min_shape=(256, 512), opt_shape=(512, 1024),
                                                max_shape=(1024, 2048), batch=2))
     assert (ranged.min, ranged.opt, ranged.max) == ((2, 256, 512, 3), (2, 512, 1024, 3),
                                                     (2, 1024, 2048, 3))
     assert ranged.contains((2, 300, 700, 3)) and not ranged.contains((2, 128, 700, 3))
     normalized = read_onnx_meta(export_tiny(input_format="normalized", output_kind="logits"))
-    assert select_profile(normalized, BuildRequest(tiny_onnx, shape=(64, 96))).opt == (1, 3, 64, 96)
+    assert select_profile(normalized, BuildRequest(onnx=tiny_onnx, shape=(64, 96))).opt == (1, 3, 64, 96)
     ade = dataclasses.replace(meta, dataset=dataclasses.replace(
         meta.dataset, name="ade20k", test_policy=dataclasses.replace(meta.dataset.test_policy,
                                                                      kind="resize-pad", size=520)))
@@ -110,7 +110,7 @@ def test_profile_selection(tiny_onnx, export_tiny):
                           "ordered min <= opt <= max"),
                          (dict(shape=(16, 64)), "at least 32 px")]:
         with pytest.raises(ConfigError, match=message):
-            select_profile(meta, BuildRequest(tiny_onnx, **bad))
+            select_profile(meta, BuildRequest(onnx=tiny_onnx, **bad))
 
 
 @pytest.mark.skipif(TRT_MISSING is None, reason="TensorRT and a GPU are present here")
@@ -153,7 +153,7 @@ def test_engine_matches_onnx_runtime(tiny_onnx, tmp_path):
     from ocr_deploy.segmenter import Segmenter
     from ocr_deploy.testframes import synthetic_frame
 
-    result = build_engine(BuildRequest(tiny_onnx, tmp_path / "tiny.engine", precision="fp32",
+    result = build_engine(BuildRequest(onnx=tiny_onnx, output=tmp_path / "tiny.engine", precision="fp32",
                                        shape=(96, 160)))
     assert result.sidecar.meta.input.fixed_size == (96, 160)
     frame = synthetic_frame(96, 160, seed=1)
