@@ -1,8 +1,11 @@
-"""A whole run: source -> Segmenter -> outputs, with every stage overlapping the others.
+"""A whole run: source -> Segmenter -> sinks, with every stage overlapping the others.
 
-Threads: decode+prepare, infer, post-process, write; the caller's thread only counts and
-shows progress. Ctrl-C or a failure stops the stages, and the outputs are finalised with the
-frames done so far; a failure before any frame was done is raised as is.
+Four stages, each its own thread (staging.threaded_map): prepare (decode and Segmenter.prepare),
+infer (Segmenter.infer on batches), finish (Segmenter.finish: post-processing and rendering)
+and write (the sinks); the caller's thread only counts and shows progress. The first three are
+Segmenter.stream, so API users get the same stages. Ctrl-C or a failure stops the stages, and
+the outputs are finalised with the frames done so far; a failure before any frame was done is
+raised as is.
 """
 
 from __future__ import annotations
@@ -14,17 +17,24 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy import sinks
+from ocr_deploy.backends import Backend
 from ocr_deploy.errors import OcrDeployError
+from ocr_deploy.fileio import ensure_output_folder
 from ocr_deploy.preprocess import FrameError
 from ocr_deploy.segmenter import Segmenter, SegResult
 from ocr_deploy.sinks import Outputs
-from ocr_deploy.sources import Frame, Source
+from ocr_deploy.sources import Frame, Source, SourceSpec, open_source
 from ocr_deploy.staging import threaded_map
 
+# Timing names in the summary: decode and pre are measured in the prepare stage, post in the
+# finish stage.
 STAGES = ("decode", "pre", "infer", "post", "write")
+# A model file, or a function that opens a backend (called once the source has opened).
+ModelSpec = Path | Callable[[], Backend]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class InferOptions:
     """Everything `ocr-deploy infer` can be told, with its defaults."""
 
@@ -117,16 +127,12 @@ def run_pipeline(segmenter: Segmenter, source: Source, outputs: Outputs, *, batc
         result.timings["write"] = (time.perf_counter() - start) * 1000.0
         yield result
 
-    # One image on its own: a bad frame is the error. In a folder or video it is skipped.
-    skip_bad = note_bad if source.kind != "image" else None
     # Live sources keep one frame per stage: results must not lag behind the camera.
-    depth = 1 if source.kind in ("camera", "stream") else 4
+    depth = 1 if source.is_live else 4
+    # prepare -> infer -> finish, each in its own thread; then write in its own.
     results = segmenter.stream(source.frames(), batch_size=batch_size, prefetch=depth,
-                               on_bad_frame=skip_bad)
-    # The "post" stage is where Segmenter.finish runs (inside the stream generator), so that
-    # post-processing overlaps inference; "write" then only writes.
-    post = threaded_map(results, lambda result: (result,), maxsize=depth, name="post")
-    written = threaded_map(post, write, maxsize=depth, name="write")
+                               on_bad_frame=note_bad if source.skips_bad_frames else None)
+    written = threaded_map(results, write, maxsize=depth, name="write")
     frames, interrupted, error = 0, False, None
     bar = tqdm(total=source.total, unit="frame", disable=not show_progress, leave=False,
                dynamic_ncols=True)
@@ -152,26 +158,24 @@ def run_pipeline(segmenter: Segmenter, source: Source, outputs: Outputs, *, batc
     return RunSummary(source, frames, seconds, times, paths, bad_frames, interrupted, error)
 
 
-def segment_source(source: str, model: Path, options: InferOptions, *,
+def segment_source(source: SourceSpec, model: ModelSpec, options: InferOptions, *,
                    log: Callable[[str], None] = lambda _: None) -> RunSummary:
-    """Open the source and the model, write the requested outputs, return the summary."""
-    from ocr_deploy.fileio import ensure_output_folder
-    from ocr_deploy.sinks import IMAGE_DEFAULT, VIDEO_DEFAULT, make_outputs
-    from ocr_deploy.sources import open_source
+    """Open the source, then the model, write the requested outputs, return the summary.
 
+    `source`: a spec string (image, folder, glob, video, camera index, stream URL), a Source
+    or an iterable of frames. `model`: a model file, or a function returning an opened Backend;
+    either is opened only after the source opened, so an unreadable source is the only error,
+    and is closed when the run ends.
+    """
     if options.batch < 1:
         raise OcrDeployError(f"--batch must be at least 1 (got {options.batch})")
     opened = open_source(source, recursive=options.recursive, stride=options.stride,
                          max_frames=options.max_frames)
     try:
         kinds = options.save if options.save is not None else (
-            VIDEO_DEFAULT if opened.is_video else IMAGE_DEFAULT)
-        render = [kind for kind in ("color", "overlay") if kind in kinds]
-        if "video" in kinds and "overlay" not in render:
-            render.append("overlay")
-        segmenter = Segmenter.open(model, device=options.device, backend=options.backend,
-                                   size=options.size, policy=options.policy, alpha=options.alpha,
-                                   render=render)
+            sinks.VIDEO_DEFAULT if opened.is_video else sinks.IMAGE_DEFAULT)
+        render = sinks.render_needs(sinks.sink_types(kinds, is_video=opened.is_video))
+        segmenter = _open_segmenter(model, options, tuple(sorted(render)))
     except BaseException:
         opened.close()
         raise
@@ -179,12 +183,27 @@ def segment_source(source: str, model: Path, options: InferOptions, *,
         try:
             if kinds:
                 ensure_output_folder(options.out)
-            outputs = make_outputs(options.out, kinds, meta=segmenter.meta,
-                                   is_video=opened.is_video, stem=opened.name,
-                                   fps=(opened.fps or 30.0) / max(1, options.stride))
+            outputs = sinks.make_outputs(options.out, kinds, meta=segmenter.meta,
+                                         is_video=opened.is_video, stem=opened.name,
+                                         fps=(opened.fps or 30.0) / max(1, options.stride))
         except BaseException:
             opened.close()
             raise
-        log(f"model: {model.name} on {segmenter.describe()}")
+        named = "opened by the caller," if callable(model) else Path(model).name
+        log(f"model: {named} on {segmenter.describe()}")
         return run_pipeline(segmenter, opened, outputs, batch_size=options.batch,
                             show_progress=options.progress)
+
+
+def _open_segmenter(model: ModelSpec, options: InferOptions, render: tuple[str, ...]) -> Segmenter:
+    if not callable(model):
+        return Segmenter.open(model, device=options.device, backend=options.backend,
+                              size=options.size, policy=options.policy, alpha=options.alpha,
+                              render=render)
+    backend = model()
+    try:
+        return Segmenter(backend, size=options.size, policy=options.policy, alpha=options.alpha,
+                         render=render)
+    except BaseException:
+        backend.close()
+        raise

@@ -2,7 +2,8 @@
 
 Thread safety: `segment` and `segment_batch` may be called from several threads on one
 Segmenter; it holds no per-call state, the pre/post functions are pure, and every backend's
-`run` is thread-safe. Each `stream` call runs its own worker threads.
+`run` is thread-safe. Each `stream` call runs its own worker threads: prepare, infer and finish,
+one stage each (staging.threaded_map), which is also how the video pipeline runs them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,27 @@ import numpy as np
 from ocr_deploy.backends import Backend, open_backend
 from ocr_deploy.errors import ConfigError
 from ocr_deploy.meta import ModelMeta
-from ocr_deploy.postprocess import (class_fractions, colorize, labels_from_scores, overlay,
-                                    palette_lut, restore_labels)
-from ocr_deploy.preprocess import FrameError, Placement, as_bgr8, graph_input, plan_size, prepare_frame
-from ocr_deploy.sources import Frame
+from ocr_deploy.postprocess import (
+    class_fractions,
+    colorize,
+    labels_from_scores,
+    overlay,
+    palette_lut,
+    restore_labels,
+)
+from ocr_deploy.preprocess import (
+    FrameError,
+    Placement,
+    as_bgr8,
+    graph_input,
+    plan_size,
+    prepare_frame,
+)
+from ocr_deploy.sources.base import Frame
 from ocr_deploy.staging import threaded_map
+
+RENDERINGS = ("color", "overlay")  # what SegResult can render; Segmenter(render=...) picks
+BadFrameHandler = Callable[[np.ndarray | Frame, FrameError], None]
 
 
 def _ms_since(start: float) -> float:
@@ -65,14 +82,14 @@ class Segmenter:
                  policy: str = "auto", alpha: float = 0.5, render: Sequence[str] = ()):
         if not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"--alpha must be between 0 and 1, got {alpha}")
-        unknown = set(render) - {"color", "overlay"}
+        unknown = set(render) - set(RENDERINGS)
         if unknown:
             raise ConfigError(f"render may contain 'color' and 'overlay', not {sorted(unknown)}")
         self.backend = backend
         self.meta: ModelMeta = backend.meta
         self.plan = plan_size(self.meta, size=size, policy=policy)
         self.alpha = alpha
-        self.render = tuple(render)
+        self.render = tuple(name for name in RENDERINGS if name in render)  # colour first
         self.lut = palette_lut(self.meta.dataset.palette)
 
     @classmethod
@@ -114,7 +131,7 @@ class Segmenter:
             if fixed_batch is not None and len(group) < fixed_batch:
                 padding = np.zeros((fixed_batch - len(group), *stacked.shape[1:]), stacked.dtype)
                 stacked = np.concatenate([stacked, padding])
-            outputs = self.backend.run(graph_input(stacked, self.meta.input))
+            outputs = self.backend.run(graph_input(stacked, self.meta.input))[self.meta.output.name]
             share = _ms_since(start) / len(group)
             results += [(item, outputs[index], share) for index, item in enumerate(group)]
         return results
@@ -142,29 +159,30 @@ class Segmenter:
         return [self.finish(*step) for step in self.infer(prepared)]
 
     def stream(self, frames: Iterable[np.ndarray | Frame], *, batch_size: int = 1,
-               prefetch: int = 4,
-               on_bad_frame: Callable[[np.ndarray | Frame, FrameError], None] | None = None,
+               prefetch: int = 4, on_bad_frame: BadFrameHandler | None = None,
                ) -> Iterator[SegResult]:
-        """Results in order, while the next frames are decoded and prepared, and the current
-        ones inferred, in background threads. Bad frames raise, unless `on_bad_frame` is given:
-        then it is told (from a worker thread) and the frame is skipped."""
-
-        def prepare_one(item: np.ndarray | Frame) -> Iterator[Prepared]:
-            try:
-                yield self.prepare(item)
-            except FrameError as error:
-                if on_bad_frame is None:
-                    raise
-                on_bad_frame(item, error)
-
-        prepared = threaded_map(frames, prepare_one, maxsize=prefetch, name="prepare")
+        """Results in order, while the next frames are decoded and prepared, the next batch
+        inferred and the current results finished, each in its own thread. Bad frames raise,
+        unless `on_bad_frame` is given: then it is told (from a worker thread) and the frame is
+        skipped. Closing the iterator stops every thread."""
+        prepared = threaded_map(frames, partial(self._prepare_stage, on_bad_frame),
+                                maxsize=prefetch, name="prepare")
         inferred = threaded_map(_batched(prepared, batch_size), self.infer, maxsize=prefetch,
                                 name="infer")
+        return threaded_map(inferred, self._finish_stage, maxsize=prefetch, name="finish")
+
+    # Stage functions for staging.threaded_map: one item in, zero or more out.
+    def _prepare_stage(self, on_bad_frame: BadFrameHandler | None,
+                       item: np.ndarray | Frame) -> Iterator[Prepared]:
         try:
-            for step in inferred:
-                yield self.finish(*step)
-        finally:
-            inferred.close()  # stops the infer and prepare threads too
+            yield self.prepare(item)
+        except FrameError as error:
+            if on_bad_frame is None:
+                raise
+            on_bad_frame(item, error)
+
+    def _finish_stage(self, step: tuple[Prepared, np.ndarray, float]) -> Iterator[SegResult]:
+        yield self.finish(*step)
 
     def describe(self) -> str:
         return self.backend.describe()

@@ -7,9 +7,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ocr_deploy.sources import Frame, Source, SourceError
+from ocr_deploy.sources.base import Frame, Source, SourceError, SourceOptions
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 _LIVE_FPS_FALLBACK = 30.0
 _LIVE_READ_FAILURES = 50  # consecutive failed reads that end a live source
@@ -19,10 +22,31 @@ def _capture(spec: str, open_timeout_s: float) -> Any:
     import cv2
 
     timeout_ms = int(open_timeout_s * 1000)
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
     if spec.isdigit():
         return cv2.VideoCapture(int(spec))
     return cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
+
+
+def is_live(spec: str) -> bool:
+    """A camera index ('0') or a stream URL."""
+    return spec.isdigit() or spec.lower().startswith(STREAM_SCHEMES)
+
+
+def open_live(spec: str, options: SourceOptions) -> Source:
+    return open_capture(spec, live=True, stride=options.stride, max_frames=options.max_frames,
+                        open_timeout_s=options.open_timeout_s)
+
+
+def is_video_file(spec: str) -> bool:
+    path = Path(spec).expanduser()
+    return path.exists() and path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def open_video_file(spec: str, options: SourceOptions) -> Source:
+    return open_capture(str(Path(spec).expanduser()), live=False, stride=options.stride,
+                        max_frames=options.max_frames, open_timeout_s=options.open_timeout_s)
 
 
 def open_capture(spec: str, *, live: bool, stride: int, max_frames: int | None,
@@ -62,6 +86,7 @@ class _Capture(Source):
     so a release never lands in the middle of a read."""
 
     capture: Any = None
+    is_video: ClassVar[bool] = True
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _read(self) -> tuple[bool, Any]:
@@ -118,6 +143,7 @@ class LiveCapture(_Capture):
     """Reads continuously in its own thread and hands out only the newest frame, so a slow
     model never falls behind a camera: frames it could not take are counted as dropped."""
 
+    is_live: ClassVar[bool] = True
     max_frames: int | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
