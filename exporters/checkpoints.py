@@ -1,4 +1,5 @@
-"""From a reference checkpoint to a loaded HRNetOCR: unwrap, strip, infer, convert, load strictly."""
+"""From a checkpoint file to a loaded network: unwrap, strip, recognise the family, infer its
+configuration, convert BatchNorm, load strictly."""
 
 from __future__ import annotations
 
@@ -9,30 +10,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exporters.checkpoint_files import read_weights_file
-from ocr_deploy.fileio import sha256_of
-from exporters.variants import BackboneConfig, OcrConfig, StageConfig
+from exporters.models import FAMILIES, rank_families
+from exporters.models.base import FamilyMatch, ModelFamily, OutputContract
 from ocr_deploy.errors import CheckpointError
+from ocr_deploy.fileio import sha256_of
+from ocr_deploy.meta import NetworkSpec
 
 if TYPE_CHECKING:
     import torch
-
-    from exporters.hrnet_ocr import HRNetOCR
+    from torch import nn
 
 # Longest first, so 'module.model.' wins over 'module.'.
 KNOWN_PREFIXES = ("module.model.", "model.", "module.")
 _CONTAINER_KEYS = ("state_dict", "model", "model_state_dict")
 _LOSS_KEY = re.compile(r"^(module\.)?loss\.")
-_REQUIRED_KEYS = ("conv1.weight", "layer1.0.conv1.weight", "transition1.0.0.weight",
-                  "conv3x3_ocr.0.weight", "cls_head.weight",
-                  "ocr_distri_head.object_context_block.f_pixel.0.weight")
-# Distinctive keys of networks people mistake for HRNet-OCR, and what to tell them.
-_FOREIGN_LAYOUTS = (
-    (re.compile(r"^last_layer\."), "a plain HRNetV2 segmentation checkpoint (no OCR head)"),
-    (re.compile(r"^(backbone|decode_head)\."), "an mmsegmentation checkpoint "
-     "(backbone./decode_head. names), which is not supported yet"),
-    (re.compile(r"^(incre_modules|final_layer|classifier)\."), "an HRNet classification checkpoint"),
-    (re.compile(r"^(fc|layer4)\."), "a ResNet-style checkpoint"),
-)
 INPLACE_ABN_EPS = 1e-5
 
 
@@ -44,41 +35,46 @@ class BatchNormMode(str, Enum):
     inplace_abn = "inplace-abn"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Checkpoint:
-    """Network weights ready for HRNetOCR.load_state_dict, with where they came from."""
+    """Network weights ready for strict loading, their family and configuration, and where they
+    came from."""
 
     path: Path
     sha256: str
-    config: OcrConfig
+    family: ModelFamily[Any]
+    config: Any  # the family's configuration type, e.g. OcrConfig
     state_dict: dict[str, torch.Tensor]
     layout: str
     notes: tuple[str, ...] = ()
 
-    def build_model(self) -> HRNetOCR:
-        """An eval-mode HRNetOCR holding these weights, loaded strictly."""
-        from exporters.hrnet_ocr import HRNetOCR
+    def build_model(self) -> nn.Module:
+        """An eval-mode network of the family holding these weights, loaded strictly."""
+        return self.family.load(self.config, self.state_dict)
 
-        model = HRNetOCR(self.config)
-        check_fit(self.state_dict, model.state_dict(), self.config)
-        model.load_state_dict(self.state_dict, strict=True)
-        return model.eval()
+    def network_spec(self) -> NetworkSpec:
+        return self.family.network_spec(self.config)
+
+    def output_contract(self) -> OutputContract:
+        return self.family.output_contract(self.network_spec())
 
 
-def load_checkpoint(path: Path, *, align_corners: bool = True,
+def load_checkpoint(path: Path, *, align_corners: bool | None = None,
                     batch_norm: BatchNormMode = BatchNormMode.auto) -> Checkpoint:
-    """Read a checkpoint file of the reference implementation; no config file needed."""
+    """Read a checkpoint of any known family; no config file needed. `align_corners` None: the
+    family's default (True for HRNet-OCR, like every released model)."""
     stored = read_weights_file(path)
     tensors, container = unwrap(stored, path)
     weights, prefix, dropped = strip_prefix(tensors, path)
-    reject_foreign_layout(weights, path)
-    config = infer_config(weights, align_corners=align_corners)
+    family = identify_family(weights, path)
+    config = family.infer_config(weights, align_corners=align_corners)
     weights, bn_notes = convert_batch_norm(weights, batch_norm)
     layout = f"{container}, keys prefixed {prefix!r}" if prefix else f"{container}, no key prefix"
     notes = tuple(bn_notes)
     if dropped:
         notes = (f"dropped {len(dropped)} training-only key(s): {', '.join(dropped)}",) + notes
-    return Checkpoint(path, sha256_of(path), config, weights, layout, notes)
+    return Checkpoint(path=path, sha256=sha256_of(path), family=family, config=config,
+                      state_dict=weights, layout=layout, notes=notes)
 
 
 def unwrap(stored: Any, path: Path) -> tuple[dict[str, torch.Tensor], str]:
@@ -119,54 +115,24 @@ def strip_prefix(tensors: dict[str, torch.Tensor],
     return kept, "", dropped
 
 
-def reject_foreign_layout(weights: dict[str, torch.Tensor], path: Path) -> None:
-    if all(key in weights for key in _REQUIRED_KEYS):
-        return
-    for pattern, description in _FOREIGN_LAYOUTS:
-        if any(pattern.match(key) for key in weights):
-            raise CheckpointError(f"{path} looks like {description}, not HRNet-OCR; ocr-deploy "
-                                  "exports HRNet-OCR checkpoints (keys like 'cls_head.weight')")
-    missing = [key for key in _REQUIRED_KEYS if key not in weights]
-    sample = ", ".join(repr(key) for key in list(weights)[:3])
-    raise CheckpointError(f"{path} is not an HRNet-OCR checkpoint: it lacks {missing[0]!r} "
-                          f"(and {len(missing) - 1} more); its keys look like {sample}")
+def identify_family(weights: dict[str, torch.Tensor], path: Path) -> ModelFamily[Any]:
+    """The one family whose required keys the state dict has; else say which came closest."""
+    ranked = rank_families(weights)
+    matches = [family for family, verdict in ranked if verdict.matched]
+    if len(matches) > 1:
+        names = " and ".join(family.title for family in matches)
+        raise CheckpointError(f"{path} fits both {names}; ocr-deploy cannot tell which network "
+                              "it is: please report this with the checkpoint's key names")
+    if matches:
+        return matches[0]
+    raise CheckpointError(_no_family_message(path, ranked[0][1]))
 
 
-def _indices(weights: dict[str, torch.Tensor], pattern: str) -> list[int]:
-    regex = re.compile(pattern)
-    return sorted({int(match.group(1)) for key in weights if (match := regex.match(key))})
-
-
-def _infer_stage(weights: dict[str, torch.Tensor], stage: int) -> StageConfig:
-    modules = _indices(weights, rf"^stage{stage}\.(\d+)\.branches\.")
-    branches = _indices(weights, rf"^stage{stage}\.0\.branches\.(\d+)\.")
-    if not modules or not branches:
-        raise CheckpointError(f"the checkpoint has no stage{stage} weights; it is not a complete "
-                              "HRNet-OCR state dict")
-    blocks = tuple(len(_indices(weights, rf"^stage{stage}\.0\.branches\.{b}\.(\d+)\."))
-                   for b in branches)
-    channels = tuple(int(weights[f"stage{stage}.0.branches.{b}.0.conv1.weight"].shape[0])
-                     for b in branches)
-    return StageConfig(len(modules), blocks, channels)
-
-
-def infer_config(weights: dict[str, torch.Tensor], *, align_corners: bool = True) -> OcrConfig:
-    """Every hyper-parameter of the network, read back from tensor shapes."""
-    backbone = BackboneConfig(
-        stage1_blocks=len(_indices(weights, r"^layer1\.(\d+)\.")),
-        stage1_channels=int(weights["layer1.0.conv1.weight"].shape[0]),
-        stage2=_infer_stage(weights, 2), stage3=_infer_stage(weights, 3),
-        stage4=_infer_stage(weights, 4))
-    branch0 = int(weights["transition1.0.0.weight"].shape[0])
-    if branch0 != backbone.stage2.channels[0]:
-        raise CheckpointError(f"inconsistent checkpoint: transition1 makes {branch0} channels but "
-                              f"stage2 branch 0 has {backbone.stage2.channels[0]}")
-    return OcrConfig(
-        backbone=backbone,
-        num_classes=int(weights["cls_head.weight"].shape[0]),
-        mid_channels=int(weights["conv3x3_ocr.0.weight"].shape[0]),
-        key_channels=int(weights["ocr_distri_head.object_context_block.f_pixel.0.weight"].shape[0]),
-        align_corners=align_corners)
+def _no_family_message(path: Path, closest: FamilyMatch) -> str:
+    known = ", ".join(f"{family.title} (keys like {family.example_key!r})"
+                      for family in FAMILIES.values())
+    return (f"{path} is not a checkpoint ocr-deploy can export: the closest model family is "
+            f"{closest.title}, but {closest.reason}; pass a checkpoint of {known}")
 
 
 def convert_batch_norm(weights: dict[str, torch.Tensor],
@@ -199,26 +165,3 @@ def convert_batch_norm(weights: dict[str, torch.Tensor],
         notes.append(f"warning: {negative} BatchNorm layers have negative scales; if this model "
                      "was trained with InPlaceABN, export again with --batch-norm inplace-abn")
     return converted, notes
-
-
-def check_fit(weights: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
-              config: OcrConfig) -> None:
-    """Raise a readable error listing missing, unexpected and mis-shaped keys."""
-    missing = [key for key in expected if key not in weights]
-    unexpected = [key for key in weights if key not in expected]
-    misshaped = [f"{key} {list(weights[key].shape)} vs {list(expected[key].shape)}"
-                 for key in expected if key in weights and weights[key].shape != expected[key].shape]
-    if not (missing or unexpected or misshaped):
-        return
-    parts = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected),
-                        ("mis-shaped (file vs network)", misshaped)):
-        if keys:
-            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
-            parts.append(f"{len(keys)} {label}: {', '.join(keys[:3])}{more}")
-    raise CheckpointError(f"weights do not fit HRNet-OCR {describe(config)}; " + "; ".join(parts))
-
-
-def describe(config: OcrConfig) -> str:
-    return (f"{config.variant} (K={config.num_classes}, MID/KEY "
-            f"{config.mid_channels}/{config.key_channels})")

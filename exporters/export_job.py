@@ -19,8 +19,7 @@ from exporters.verify import MAX_LOGIT_DELTA, MIN_AGREEMENT, Verification
 from ocr_deploy import __version__
 from ocr_deploy.errors import ConfigError, VerificationError
 from ocr_deploy.fileio import atomic_write_bytes, ensure_writable_dir
-from ocr_deploy.meta import (MIN_SIDE, DatasetSpec, InputSpec, ModelMeta, NetworkSpec, OutputSpec,
-                             Provenance)
+from ocr_deploy.meta import MIN_SIDE, DatasetSpec, InputSpec, ModelMeta, OutputSpec, Provenance
 from ocr_deploy.postprocess import label_dtype
 from ocr_deploy.presets import resolve_preset
 from ocr_deploy.vocabulary import InputFormat, OutputKind, Precision, parse_choice
@@ -118,18 +117,19 @@ def validate(request: ExportRequest) -> Path:
 
 def build_meta(checkpoint: Checkpoint, request: ExportRequest, dataset: str | None,
                notes: list[str]) -> ModelMeta:
-    config = checkpoint.config
-    preset, note = resolve_preset(dataset, config.num_classes)
+    network = checkpoint.network_spec()
+    normalisation = checkpoint.output_contract().normalisation
+    preset, note = resolve_preset(dataset, network.num_classes)
     if note:
         notes.append(note)
     kind = request.output_kind
-    dtype = np.dtype(label_dtype(config.num_classes)).name if kind == "labels" else "float32"
+    dtype = np.dtype(label_dtype(network.num_classes)).name if kind == "labels" else "float32"
     return ModelMeta(
-        network=NetworkSpec(config.variant, config.num_classes, config.mid_channels,
-                            config.key_channels, config.align_corners),
+        network=network,
         dataset=DatasetSpec(preset.name, preset.classes, preset.palette, preset.test_policy,
                             preset.flip_pairs),
-        input=InputSpec(format=request.input_format, batch=request.batch, height=request.height,
+        input=InputSpec(format=request.input_format, mean=normalisation.mean,
+                        std=normalisation.std, batch=request.batch, height=request.height,
                         width=request.width),
         output=OutputSpec(kind=kind, name=kind, dtype=dtype),
         provenance=Provenance(checkpoint.path.name, checkpoint.sha256, __version__,
@@ -148,7 +148,7 @@ def _load(request: ExportRequest) -> tuple[Checkpoint, str | None]:
         if align_corners is None:
             align_corners = experiment.config.align_corners
     checkpoint = load_checkpoint(request.weights, batch_norm=request.batch_norm,
-                                 align_corners=True if align_corners is None else align_corners)
+                                 align_corners=align_corners)
     if experiment is not None:
         from exporters.reference_yaml import cross_check
 
@@ -163,7 +163,8 @@ def run_export(request: ExportRequest, *, log: Callable[[str], None] = lambda _:
     notes: list[str] = list(checkpoint.notes)
     meta = build_meta(checkpoint, request, dataset, notes)
     model = checkpoint.build_model()
-    log(f"exporting {meta.network.variant} (K={meta.num_classes}) with opset {request.opset}")
+    log(f"exporting {meta.network.title} {meta.network.variant} (K={meta.num_classes}) with "
+        f"opset {request.opset}")
 
     from exporters.onnx_export import DeployGraph, export_graph, without_verification_output
 

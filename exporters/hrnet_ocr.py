@@ -72,7 +72,8 @@ def _make_blocks(block: type[BasicBlock] | type[Bottleneck], in_channels: int, c
     out_channels = channels * block.expansion
     downsample = None
     if in_channels != out_channels:
-        downsample = nn.Sequential(_conv1x1(in_channels, out_channels), nn.BatchNorm2d(out_channels))
+        downsample = nn.Sequential(_conv1x1(in_channels, out_channels),
+                                   nn.BatchNorm2d(out_channels))
     layers = [block(in_channels, channels, downsample)]
     layers += [block(out_channels, channels) for _ in range(count - 1)]
     return nn.Sequential(*layers)
@@ -104,14 +105,15 @@ class HighResolutionModule(nn.Module):
         super().__init__()
         self.align_corners = align_corners
         self.branches = nn.ModuleList(
-            _make_blocks(BasicBlock, width, width, count) for count, width in zip(blocks, channels))
+            _make_blocks(BasicBlock, width, width, count)
+            for count, width in zip(blocks, channels, strict=True))
         self.fuse_layers = nn.ModuleList(
             nn.ModuleList(_fuse_path(source, target, channels) for source in range(len(channels)))
             for target in range(len(channels)))
         self.relu = nn.ReLU()
 
     def forward(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-        xs = [branch(x) for branch, x in zip(self.branches, inputs)]
+        xs = [branch(x) for branch, x in zip(self.branches, inputs, strict=True)]
         fused = []
         for target, paths in enumerate(self.fuse_layers):
             # Summation order follows the reference (branch 0 first) to keep float rounding equal.
@@ -233,7 +235,8 @@ class HRNetOCR(nn.Module):
                                       nn.ReLU(), nn.Conv2d(channels, classes, 1))
 
     @staticmethod
-    def _run_transition(transition: nn.ModuleList, features: list[torch.Tensor]) -> list[torch.Tensor]:
+    def _run_transition(transition: nn.ModuleList,
+                        features: list[torch.Tensor]) -> list[torch.Tensor]:
         # A new branch grows from the lowest-resolution branch of the previous stage.
         return [features[min(index, len(features) - 1)] if layer is None
                 else layer(features[min(index, len(features) - 1)])

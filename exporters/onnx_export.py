@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from exporters.models import family_named
+from exporters.models.base import ChannelOrder
 from exporters.onnx_files import LOGITS, write_meta
 from ocr_deploy.errors import ExportError
 from ocr_deploy.meta import InputSpec, ModelMeta
 
 if TYPE_CHECKING:
     import onnx
-
-    from exporters.hrnet_ocr import HRNetOCR
 
 # Tracing size for dynamic exports: any size >= 32 works; 2 avoids batch-1 specialisation.
 _EXAMPLE_BATCH, _EXAMPLE_HEIGHT, _EXAMPLE_WIDTH = 2, 256, 320
@@ -43,39 +43,51 @@ def _quiet_exporter() -> Iterator[io.StringIO]:
             warnings.simplefilter("ignore")
             yield captured
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 
 
 class DeployGraph(nn.Module):
-    """frame -> network -> `out` upsampled to the input size -> labels, logits or probs.
+    """frame -> network -> segmentation upsampled to the input size -> labels, logits or probs.
 
-    The aux head stays inside the network (OCR's soft object regions need it); only `out` is used.
+    The family's output contract (from meta.network) says which network output is the
+    segmentation, how to upsample it and which channel order the network reads. Auxiliary heads
+    stay inside the network (OCR's soft object regions need them); only the segmentation is used.
     """
 
-    def __init__(self, network: HRNetOCR, meta: ModelMeta):
+    def __init__(self, network: nn.Module, meta: ModelMeta):
         super().__init__()
+        contract = family_named(meta.network.family).output_contract(meta.network)
         self.network = network
+        self.segmentation_index = contract.segmentation_index
+        self.upsample = contract.output_stride != 1
+        self.align_corners = contract.align_corners
         self.raw_input = meta.input.format == "raw"
+        # Raw frames arrive BGR, normalised input RGB; either is turned into the network's order.
+        network_bgr = contract.normalisation.channels is ChannelOrder.bgr
+        self.flip_raw, self.flip_normalized = not network_bgr, network_bgr
         self.output_kind = meta.output.kind
         self.labels_dtype = _TORCH_DTYPES.get(meta.output.dtype, torch.float32)
-        self.align_corners = meta.network.align_corners
-        mean = torch.tensor(meta.input.mean).view(1, 3, 1, 1)
+        mean = torch.tensor(meta.input.mean).view(1, 3, 1, 1)  # RGB order
         std = torch.tensor(meta.input.std).view(1, 3, 1, 1)
+        if network_bgr:
+            mean, std = mean.flip(1), std.flip(1)
         # (x/255 - mean)/std folded into one multiply-add per pixel.
         self.register_buffer("scale", 1.0 / (255.0 * std), persistent=False)
         self.register_buffer("shift", -mean / std, persistent=False)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.raw_input:
-            # NHWC BGR uint8 -> NCHW RGB float (float64 when verification runs in double). The cast
+            # NHWC uint8 -> NCHW float (float64 when verification runs in double). The cast
             # comes first: TensorRT takes UINT8 only as a network input or output.
-            x = image.to(self.scale.dtype).permute(0, 3, 1, 2).flip(1) * self.scale + self.shift
+            x = image.to(self.scale.dtype).permute(0, 3, 1, 2)
+            x = (x.flip(1) if self.flip_raw else x) * self.scale + self.shift
         else:
-            x = image
-        out = self.network(x)[1]
-        logits = F.interpolate(out, size=x.shape[-2:], mode="bilinear",
-                               align_corners=self.align_corners)
+            x = image.flip(1) if self.flip_normalized else image
+        logits = self.network(x)[self.segmentation_index]
+        if self.upsample:
+            logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear",
+                                   align_corners=self.align_corners)
         if self.output_kind == "labels":
             # TensorRT computes ArgMax as TopK with int32 indices; going through int32 keeps
             # the graph on casts TensorRT documents (INT32 -> UINT8) rather than INT64 -> UINT8.
@@ -112,7 +124,7 @@ def output_names(meta: ModelMeta) -> list[str]:
     return [meta.output.name, LOGITS]
 
 
-def export_graph(network: HRNetOCR, meta: ModelMeta, *, opset: int) -> onnx.ModelProto:
+def export_graph(network: nn.Module, meta: ModelMeta, *, opset: int) -> onnx.ModelProto:
     """Export with torch's dynamo exporter; the result still carries the verification output."""
     graph = DeployGraph(network, meta).eval()
     try:

@@ -74,8 +74,13 @@ def read_reference_yaml(path: Path) -> ReferenceExperiment:
     return ReferenceExperiment(config, dataset)
 
 
-def cross_check(experiment: ReferenceExperiment, from_weights: OcrConfig, path: Path) -> None:
+def cross_check(experiment: ReferenceExperiment, from_weights: object, path: Path) -> None:
     """Raise ConfigError naming every setting where the YAML and the weights disagree."""
+    if not isinstance(from_weights, OcrConfig):
+        from exporters.models import family_of
+
+        raise ConfigError(f"{path} describes an HRNet-OCR experiment but the checkpoint is "
+                          f"{family_of(from_weights).title}; drop --config")
     stated, found = experiment.config, from_weights
     pairs = [("NUM_CLASSES", stated.num_classes, found.num_classes),
              ("OCR.MID_CHANNELS", stated.mid_channels, found.mid_channels),
@@ -84,7 +89,8 @@ def cross_check(experiment: ReferenceExperiment, from_weights: OcrConfig, path: 
              ("STAGE1 NUM_CHANNELS", stated.backbone.stage1_channels,
               found.backbone.stage1_channels)]
     for index in (2, 3, 4):
-        mine, theirs = getattr(stated.backbone, f"stage{index}"), getattr(found.backbone, f"stage{index}")
+        stage = f"stage{index}"
+        mine, theirs = getattr(stated.backbone, stage), getattr(found.backbone, stage)
         pairs += [(f"STAGE{index} NUM_MODULES", mine.modules, theirs.modules),
                   (f"STAGE{index} NUM_BLOCKS", list(mine.blocks), list(theirs.blocks)),
                   (f"STAGE{index} NUM_CHANNELS", list(mine.channels), list(theirs.channels))]

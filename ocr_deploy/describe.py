@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from ocr_deploy.meta import ModelMeta
+from ocr_deploy.meta import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelMeta
+
+
+def normalisation_text(spec: InputSpec) -> str:
+    """The mean/std the network was trained with, as the graph applies them."""
+    if (tuple(spec.mean), tuple(spec.std)) == (IMAGENET_MEAN, IMAGENET_STD):
+        return "ImageNet mean/std"
+    mean, std = (", ".join(f"{value:.4g}" for value in values) for values in (spec.mean, spec.std))
+    return f"mean ({mean}), std ({std}) in RGB order on 0..1"
 
 
 def input_line(meta: ModelMeta) -> str:
@@ -11,7 +19,7 @@ def input_line(meta: ModelMeta) -> str:
     height, width = spec.height or "height", spec.width or "width"
     if spec.format == "raw":
         shape = f"[{batch}, {height}, {width}, 3]"
-        how = "frames as OpenCV decodes them; /255, ImageNet mean/std inside the graph"
+        how = f"frames as OpenCV decodes them; /255, {normalisation_text(spec)} inside the graph"
     else:
         shape = f"[{batch}, 3, {height}, {width}]"
         how = "already (x/255 - mean)/std"
@@ -34,9 +42,7 @@ def describe_meta(meta: ModelMeta) -> list[tuple[str, str]]:
     network, dataset, source = meta.network, meta.dataset, meta.provenance
     classes = ", ".join(dataset.classes[:6]) + (", ..." if len(dataset.classes) > 6 else "")
     return [
-        ("network", f"HRNet-OCR {network.variant}, K={network.num_classes}, MID/KEY "
-                    f"{network.mid_channels}/{network.key_channels}, align_corners="
-                    f"{network.align_corners}"),
+        ("network", network.describe()),
         ("dataset", f"{dataset.name}: {classes}"),
         ("test size", f"reference policy: {dataset.test_policy.describe()}"),
         ("input", input_line(meta)),

@@ -7,7 +7,6 @@ ONNX `metadata_props` (key META_KEY) or, for a TensorRT plan, a JSON sidecar.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from ocr_deploy.presets import RGB, TestSizePolicy
 from ocr_deploy.vocabulary import Precision
 
 META_KEY = "ocr_deploy"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: NetworkSpec names its model family (version 1 files still read)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_SIDE = 32
@@ -61,13 +60,39 @@ class OutputSpec:
     dtype: str = "uint8"
 
 
-@dataclass(frozen=True)
+# Metadata written before model families were recorded describes HRNet-OCR by its two OCR widths.
+_LEGACY_FAMILY, _LEGACY_TITLE = "hrnet_ocr", "HRNet-OCR"
+_LEGACY_SETTINGS = ("mid_channels", "key_channels")
+
+
+@dataclass(frozen=True, kw_only=True)
 class NetworkSpec:
+    """The network in the artifact. `family` is a key of the exporters' FAMILIES table, `title`
+    its display name; `settings` holds the family's own JSON-able hyper-parameters; `align_corners`
+    is the resize mode of the upsampling to input size."""
+
+    family: str
     variant: str
     num_classes: int
-    mid_channels: int
-    key_channels: int
     align_corners: bool
+    settings: dict[str, Any] = field(default_factory=dict)
+    title: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetworkSpec:
+        """From stored JSON, including files written before families were recorded."""
+        if "family" not in data:
+            data = {"family": _LEGACY_FAMILY, "title": _LEGACY_TITLE,
+                    "variant": data["variant"], "num_classes": data["num_classes"],
+                    "align_corners": data["align_corners"],
+                    "settings": {name: data[name] for name in _LEGACY_SETTINGS}}
+        return cls(**{item.name: data[item.name] for item in fields(cls) if item.name in data})
+
+    def describe(self) -> str:
+        """'HRNet-OCR tiny, K=19, mid_channels 32, key_channels 16, align_corners=True'."""
+        settings = "".join(f", {name} {value}" for name, value in self.settings.items())
+        return (f"{self.title} {self.variant}, K={self.num_classes}{settings}, "
+                f"align_corners={self.align_corners}")
 
 
 @dataclass(frozen=True)
@@ -150,14 +175,16 @@ class ModelMeta:
 
 def _build(kind: type, data: dict[str, Any]) -> Any:
     """Rebuild nested frozen dataclasses from JSON, turning lists back into tuples."""
-    nested = {"network": NetworkSpec, "dataset": DatasetSpec, "input": InputSpec,
-              "output": OutputSpec, "provenance": Provenance, "test_policy": TestSizePolicy}
+    nested = {"dataset": DatasetSpec, "input": InputSpec, "output": OutputSpec,
+              "provenance": Provenance, "test_policy": TestSizePolicy}
     values = {}
     for item in fields(kind):
         if item.name not in data:
             continue
         value = data[item.name]
-        if item.name in nested and isinstance(value, dict):
+        if item.name == "network" and isinstance(value, dict):
+            value = NetworkSpec.from_dict(value)
+        elif item.name in nested and isinstance(value, dict):
             value = _build(nested[item.name], value)
         elif isinstance(value, list):
             value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
@@ -167,29 +194,9 @@ def _build(kind: type, data: dict[str, Any]) -> Any:
 
 def read_onnx_meta(path: Path) -> ModelMeta:
     """Metadata of an exported ONNX file, read with ONNX Runtime (no torch, no onnx package)."""
-    import onnxruntime as ort
+    from ocr_deploy.backends.onnxrt import read_meta  # the backend module owns ONNX reading
 
-    if not path.is_file():
-        raise ModelFileError(f"model not found: {path}")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # ORT raises its own untyped exceptions for unreadable files
-        raise ModelFileError(f"{path} is not a readable ONNX model ({ort_reason(error)})") from None
-    return meta_from_custom_map(session.get_modelmeta().custom_metadata_map, source=str(path))
-
-
-def ort_reason(error: BaseException) -> str:
-    """The informative end of an ONNX Runtime error (its start repeats the path and source)."""
-    text = " ".join(str(error).split())
-    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
-    text = re.sub(r"Load model from .* failed:", "", text)
-    if "onnxruntime::" in text:  # drop the C++ location and signature before the reason
-        text = text.rsplit(") ", 1)[-1] if ") " in text else text.rsplit(" ", 8)[-1]
-    text = text.strip()
-    return text if len(text) <= 160 else "..." + text[-157:]
+    return read_meta(path)
 
 
 def meta_from_custom_map(custom: dict[str, str], *, source: str) -> ModelMeta:

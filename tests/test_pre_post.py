@@ -20,7 +20,9 @@ from ocr_deploy.errors import OcrDeployError
 def _meta(dataset: str = "cityscapes", **input_options) -> ModelMeta:
     preset = load_preset(dataset)
     return ModelMeta(
-        network=NetworkSpec("tiny", preset.num_classes, 32, 16, True),
+        network=NetworkSpec(family="hrnet_ocr", title="HRNet-OCR", variant="tiny",
+                            num_classes=preset.num_classes, align_corners=True,
+                            settings={"mid_channels": 32, "key_channels": 16}),
         dataset=DatasetSpec(preset.name, preset.classes, preset.palette, preset.test_policy),
         input=InputSpec(**input_options), output=OutputSpec(),
         provenance=Provenance("x.pth", "0" * 64, "test"))

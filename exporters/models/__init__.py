@@ -1,0 +1,43 @@
+"""The model families ocr-deploy exports: one module per family, one row per family here.
+
+Adding a family: write `exporters/models/<family>.py` with a `ModelFamily` subclass (see base.py)
+and add its FAMILY below. Checkpoint loading, metadata, export and the shared family tests go
+through this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from exporters.models import hrnet_ocr
+from exporters.models.base import FamilyMatch, ModelFamily
+from ocr_deploy.errors import ModelFileError
+
+FAMILIES: dict[str, ModelFamily[Any]] = {family.key: family for family in (
+    hrnet_ocr.FAMILY,
+)}
+
+__all__ = ["FAMILIES", "family_named", "family_of", "rank_families"]
+
+
+def family_named(key: str) -> ModelFamily[Any]:
+    """The family a NetworkSpec names."""
+    if key not in FAMILIES:
+        raise ModelFileError(f"the model belongs to family {key!r}, which this ocr-deploy does not "
+                             f"know (known: {', '.join(FAMILIES)}); upgrade ocr-deploy")
+    return FAMILIES[key]
+
+
+def family_of(config: object) -> ModelFamily[Any]:
+    """The family whose configuration type `config` is."""
+    for family in FAMILIES.values():
+        if isinstance(config, family.config_type):
+            return family
+    raise TypeError(f"{type(config).__name__} is the configuration of no model family")
+
+
+def rank_families(weights: Mapping[str, Any]) -> list[tuple[ModelFamily[Any], FamilyMatch]]:
+    """Every family's verdict on a prefix-stripped state dict, best first (table order on ties)."""
+    verdicts = [(family, family.match(weights)) for family in FAMILIES.values()]
+    return sorted(verdicts, key=lambda verdict: -verdict[1].score)
