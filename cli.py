@@ -12,13 +12,15 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from exporters.artifacts import ARTIFACT_TABLE
 from exporters.checkpoints import BatchNormMode
+from ocr_deploy.backends import Backend
 from ocr_deploy.errors import OcrDeployError
 from ocr_deploy.pipeline import InferOptions
 from ocr_deploy.presets import preset_names
-from ocr_deploy.vocabulary import Device, InputFormat, OutputKind, Precision
+from ocr_deploy.sinks import IMAGE_DEFAULT, VIDEO_DEFAULT
+from ocr_deploy.vocabulary import Device, InputFormat, OutputKind, Precision, SaveKind
 from ocr_deploy.vocabulary import SizePolicy as Policy
-
 
 app = typer.Typer(
     name="ocr-deploy", no_args_is_help=True, add_completion=False,
@@ -31,10 +33,9 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 Dataset = Enum("Dataset", {name: name for name in preset_names()}, type=str)  # type: ignore[misc]
 
 
-class BackendName(str, Enum):
-    onnxruntime = "onnxruntime"
-    tensorrt = "tensorrt"
-    pytorch = "pytorch"  # bench, compare and eval only: a checkpoint run eagerly
+# Every backend that can open an artifact: the runtime's table plus PyTorch for checkpoints.
+BackendName = Enum("BackendName", {spec.name: spec.name for spec in ARTIFACT_TABLE},  # type: ignore[misc]
+                   type=str)
 
 
 def _echo_rows(rows: list[tuple[str, str]]) -> None:
@@ -124,24 +125,14 @@ def info(model: Annotated[Path | None, typer.Argument(
         help="An .onnx or .engine made by ocr-deploy [default: only list the backends].")] = None
          ) -> None:
     """Print what a model computes and where it came from, and which backends run here."""
-    from ocr_deploy.backends import backend_status
-    from ocr_deploy.describe import describe_meta
+    from exporters.artifacts import artifact_info
 
-    if model is not None:
-        if model.suffix.lower() in (".engine", ".plan"):
-            from ocr_deploy.engine_sidecar import read_sidecar
-
-            sidecar = read_sidecar(model)
-            meta, extra = sidecar.meta, sidecar.rows()
-        else:
-            from ocr_deploy.meta import read_onnx_meta
-
-            meta, extra = read_onnx_meta(model), []
-        typer.echo(f"{model} ({model.stat().st_size / 1e6:.1f} MB)")
-        _echo_rows(describe_meta(meta) + extra + [("note", n) for n in meta.provenance.notes])
+    info = artifact_info(model)
+    if info.heading is not None:
+        typer.echo(info.heading)
+        _echo_rows(info.rows)
     typer.echo("backends:")
-    _echo_rows([(name, ("available: " if ok else "unavailable: ") + detail)
-                for name, ok, detail in backend_status()])
+    _echo_rows(info.backends)
 
 
 @app.command()
@@ -229,8 +220,9 @@ def infer(
         help="Backend [default: from the model's file type].")] = None,
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("ocr-deploy-out"),
     save: Annotated[str | None, typer.Option(
-        help="Comma list of labels, color, overlay, video, csv, or none [default: labels,overlay "
-             "for images; video,csv for videos and cameras].")] = None,
+        help=f"Comma list of {', '.join(SaveKind.values())}, or none [default: "
+             f"{','.join(IMAGE_DEFAULT)} for images; {','.join(VIDEO_DEFAULT)} for videos and "
+             "cameras].")] = None,
     alpha: Annotated[float, typer.Option(help="Overlay opacity of the colours.")] = 0.5,
     size: Annotated[str | None, typer.Option(help="Network input size HxW, e.g. 512x1024.")] = None,
     policy: Annotated[Policy, typer.Option(
@@ -243,27 +235,27 @@ def infer(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Segment images, folders, videos, cameras or streams; write labels, colours, overlays."""
-    from exporters.model_cache import resolve_model
+    from exporters.model_cache import model_opener
     from ocr_deploy.assets import demo_model
     from ocr_deploy.preprocess import parse_size
 
-    model_path = resolve_model(model, log=_progress_line) if model else demo_model()
-    _segment(source, model_path, InferOptions(
-        out=out, save=_save_kinds(save), device=device.value,
-        backend=backend.value if backend else None, alpha=alpha,
-        size=parse_size(size) if size else None, policy=policy.value, stride=stride,
-        max_frames=max_frames, recursive=recursive, batch=batch, progress=progress))
+    opener = model_opener(model or demo_model(), backend=backend.value if backend else None,
+                          device=device, log=_progress_line)
+    _segment(source, opener, InferOptions(
+        out=out, save=_save_kinds(save), alpha=alpha, size=parse_size(size) if size else None,
+        policy=policy, stride=stride, max_frames=max_frames, recursive=recursive, batch=batch,
+        progress=progress))
 
 
 def _progress_line(message: str) -> None:
     typer.echo(f"... {message}", err=True)
 
 
-def _segment(source: str, model_path: Path, options: InferOptions) -> list[Path]:
+def _segment(source: str, model: Path | Callable[[], Backend], options: InferOptions) -> list[Path]:
     """Run one source through a model, print the summary, exit non-zero as documented."""
     from ocr_deploy.pipeline import segment_source
 
-    summary = segment_source(source, model_path, options,
+    summary = segment_source(source, model, options,
                              log=lambda line: typer.echo(line, err=True))
     for line in summary.lines():
         typer.echo(line)
@@ -315,20 +307,16 @@ def compare(
     device: Annotated[Device, typer.Option(help="Device for engines.")] = Device.auto,
 ) -> None:
     """Do two artifacts of one model segment the same frames the same way?"""
-    from exporters.compare import compare as run_compare
-    from exporters.compare import comparison_frames, open_runner
-    from ocr_deploy.fileio import ensure_output_folder
+    from exporters.compare import CompareRequest, run_compare
 
-    frames = comparison_frames(sources or [], max_frames)
-    if heatmaps is not None:
-        ensure_output_folder(heatmaps)
-    result = run_compare(open_runner(a, device=device.value), open_runner(b, device=device.value),
-                         frames, heatmaps=heatmaps)
+    result = run_compare(CompareRequest(a=a, b=b, sources=tuple(sources or ()),
+                                        max_frames=max_frames, heatmaps=heatmaps,
+                                        device=device.value))
     for line in result.lines():
         typer.echo(line)
-    if result.agreement * 100 < min_agreement:
-        typer.echo(f"error: agreement {100 * result.agreement:.4f} % is below "
-                   f"--min-agreement {min_agreement} %", err=True)
+    shortfall = result.shortfall(min_agreement)
+    if shortfall is not None:
+        typer.echo(f"error: {shortfall}", err=True)
         raise typer.Exit(1)
 
 
@@ -353,26 +341,13 @@ def evaluate(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """mIoU, per-class IoU, pixel and mean accuracy on a labelled dataset."""
-    from exporters.checkpoint_files import is_checkpoint
-    from ocr_deploy.datasets import scan_dataset
-    from ocr_deploy.evaluation import evaluate_dataset
-    from ocr_deploy.segmenter import Segmenter
+    from exporters.eval_job import EvalRequest, parse_scales, run_eval
 
-    try:
-        scale_list = [float(part) for part in scales.split(",") if part.strip()]
-    except ValueError:
-        raise OcrDeployError(f"--scales {scales!r} is not a comma list of numbers") from None
-    if is_checkpoint(model):  # the PyTorch reference, as against the exported artifacts
-        from exporters.torch_backend import TorchBackend
-
-        segmenter = Segmenter(TorchBackend(model, device=device.value), policy=policy.value)
-    else:
-        segmenter = Segmenter.open(model, device=device.value, policy=policy.value)
-    if dataset is not None and dataset.value != segmenter.meta.dataset.name:
-        raise OcrDeployError(f"the model was exported for {segmenter.meta.dataset.name} "
-                             f"({segmenter.meta.num_classes} classes), not {dataset.value}")
-    report = evaluate_dataset(segmenter, scan_dataset(data, layout=layout, split=split),
-                              scales=scale_list, flip=flip, show_progress=progress)
+    report = run_eval(EvalRequest(model=model, data=data,
+                                  dataset=dataset.value if dataset else None, split=split,
+                                  layout=layout, flip=flip, scales=parse_scales(scales),
+                                  policy=policy.value, device=device.value,
+                                  show_progress=progress))
     typer.echo(report.to_json() if as_json else "\n".join(report.lines()))
 
 
@@ -399,9 +374,11 @@ def bench(
     from ocr_deploy.fileio import atomic_write_bytes
     from ocr_deploy.preprocess import parse_size
 
-    report = run_bench(BenchRequest(model, backend.value if backend else None, device.value,
-                                    parse_size(shape, "--shape") if shape else None,
-                                    batch, iters, warmup, all_backends, threads),
+    report = run_bench(BenchRequest(model=model, backend=backend.value if backend else None,
+                                    device=device.value,
+                                    shape=parse_size(shape, "--shape") if shape else None,
+                                    batch=batch, iters=iters, warmup=warmup,
+                                    all_backends=all_backends, threads=threads),
                        log=_progress_line)
     for line in report.lines():
         typer.echo(line)

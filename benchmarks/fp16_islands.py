@@ -54,15 +54,15 @@ def gather_output(model: onnx.ModelProto) -> str:
 
 
 def run(model: onnx.ModelProto, names: list[str], image: np.ndarray) -> list[np.ndarray]:
-    import onnxruntime as ort
+    from ocr_deploy.backends.onnxrt import cpu_session
 
     inferred = onnx.shape_inference.infer_shapes(with_logits_output(model))
     infos = {v.name: v for v in inferred.graph.value_info}
     for name in names:
         if name not in {o.name for o in inferred.graph.output}:
             inferred.graph.output.append(infos[name])
-    session = ort.InferenceSession(inferred.SerializeToString(), providers=["CPUExecutionProvider"])
-    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": image[None]})))
+    session = cpu_session(inferred.SerializeToString())
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": image[None]}), strict=True))
     return [outputs[name].astype(np.float32) for name in names]
 
 
@@ -96,7 +96,7 @@ def main() -> None:
             results[name].append((float((got_logits.argmax(1) == labels).mean()),
                                   float(np.abs(got_logits - reference_logits).max()), float(drift)))
     for name, rows in results.items():
-        agreement, delta, drift = (np.array(column) for column in zip(*rows))
+        agreement, delta, drift = (np.array(column) for column in zip(*rows, strict=True))
         print(f"  {name:<36} labels agree {100 * agreement.mean():.3f} % (worst "
               f"{100 * agreement.min():.3f} %), max |dlogits| {delta.max():.3f}, region "
               f"features max rel. error {100 * drift.max():.2f} %")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exporters.artifacts import PYTORCH, artifact_spec, read_artifact_meta
 from exporters.checkpoint_files import is_checkpoint
 from ocr_deploy.errors import ConfigError, OcrDeployError
 from ocr_deploy.fileio import atomic_write_bytes
@@ -24,7 +25,7 @@ DEFAULT_SHAPE = (512, 1024)
 _WORKER_TIMEOUT_S = 3600
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BenchRequest:
     model: Path
     backend: str | None = None
@@ -84,17 +85,9 @@ class BenchReport:
         plt.close(figure)
 
 
-def _torch_missing() -> str | None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return "pytorch: torch is not installed (pip install 'ocr-deploy[export]')"
-    return None
-
-
-def _jobs(request: BenchRequest, work: Path, log: Callable[[str], None]) -> tuple[list[dict], list[str]]:
+def _jobs(request: BenchRequest, work: Path,
+          log: Callable[[str], None]) -> tuple[list[dict], list[str]]:
     from exporters.model_cache import resolve_model
-    from ocr_deploy.backends import backend_for
 
     model = request.model
     if not model.is_file():
@@ -104,9 +97,9 @@ def _jobs(request: BenchRequest, work: Path, log: Callable[[str], None]) -> tupl
     base = {"device": request.device, "batch": request.batch, "iters": request.iters,
             "warmup": request.warmup, "threads": request.threads}
     if not request.all_backends:
-        kind = request.backend or ("pytorch" if is_checkpoint(model) else backend_for(model))
-        path = model if kind == "pytorch" else onnx
-        precision, fixed = _artifact(path)
+        kind = artifact_spec(model, request.backend).name
+        path = model if kind == PYTORCH.name else onnx
+        precision, fixed = _artifact(onnx)  # a checkpoint's metadata: that of its export
         shape = list(fixed or request.shape or DEFAULT_SHAPE)
         return [{**base, "kind": kind, "model": str(path), "precision": precision,
                  "shape": shape}], skipped
@@ -122,28 +115,20 @@ def _jobs(request: BenchRequest, work: Path, log: Callable[[str], None]) -> tupl
     _write_fp16(onnx, fp16)
     jobs.append({**base, "kind": "onnxruntime", "model": str(fp16), "precision": "fp16"})
     jobs += _tensorrt_jobs(onnx, base, work, shape, skipped, log)
-    reason = _torch_missing() or (None if is_checkpoint(model) else
-                                  "pytorch: needs the checkpoint (pass the .pth instead of the .onnx)")
+    reason = PYTORCH.unavailable_reason() or (None if is_checkpoint(model) else
+                                              "needs the checkpoint (pass the .pth instead of "
+                                              "the .onnx)")
     if reason:
-        skipped.append(reason)
+        skipped.append(f"{PYTORCH.name}: {reason}")
     else:
         jobs.append({**base, "kind": "pytorch", "model": str(model), "precision": "fp32"})
     return jobs, skipped
 
 
 def _artifact(path: Path) -> tuple[str, tuple[int, int] | None]:
-    """(precision, fixed input size) of a checkpoint, ONNX or engine; its metadata read once."""
-    if is_checkpoint(path):
-        return "fp32", None
-    if path.suffix.lower() == ".onnx":
-        from ocr_deploy.meta import read_onnx_meta
-
-        meta = read_onnx_meta(path)
-    else:
-        from ocr_deploy.engine_sidecar import read_sidecar
-
-        meta = read_sidecar(path).meta
-    return meta.provenance.precision[:4], meta.input.fixed_size
+    """(precision, fixed input size) of an artifact; its metadata read once."""
+    meta = read_artifact_meta(path)
+    return meta.provenance.precision, meta.input.fixed_size
 
 
 def _write_fp16(onnx_path: Path, output: Path) -> None:
@@ -156,9 +141,9 @@ def _write_fp16(onnx_path: Path, output: Path) -> None:
 
 def _tensorrt_jobs(onnx: Path, base: dict, work: Path, shape: tuple[int, int],
                    skipped: list[str], log: Callable[[str], None]) -> list[dict]:
-    from ocr_deploy.backends.nvidia import tensorrt_unavailable_reason
+    from ocr_deploy.backends import BACKENDS
 
-    reason = tensorrt_unavailable_reason()
+    reason = BACKENDS["tensorrt"].unavailable_reason()
     if reason:
         skipped.append(f"tensorrt: {reason}")
         return []
@@ -167,8 +152,9 @@ def _tensorrt_jobs(onnx: Path, base: dict, work: Path, shape: tuple[int, int],
     jobs = []
     for precision in ("fp16", "fp32"):
         try:
-            built = build_engine(BuildRequest(onnx, work / f"model_{precision}.engine", precision,
-                                              shape=shape, batch=base["batch"]), log=log)
+            built = build_engine(BuildRequest(onnx=onnx, output=work / f"model_{precision}.engine",
+                                              precision=precision, shape=shape,
+                                              batch=base["batch"]), log=log)
         except OcrDeployError as error:
             skipped.append(f"tensorrt {precision}: {error}")
             continue

@@ -31,22 +31,18 @@ def _peak_rss_mb() -> float:
 
 
 def _segmenter(kind: str, model: Path, device: str, threads: int | None) -> Segmenter:
-    if kind == "pytorch":
-        from exporters.torch_backend import TorchBackend
+    from exporters.artifacts import open_artifact
 
-        return Segmenter(TorchBackend(model, device=device, threads=threads))
-    if kind == "onnxruntime":
-        from ocr_deploy.backends.onnxrt import OnnxRuntimeBackend
-
-        return Segmenter(OnnxRuntimeBackend(model, device=device, threads=threads))
-    from ocr_deploy.backends import open_backend
-
-    return Segmenter(open_backend(model, backend=kind, device=device))
+    return Segmenter(open_artifact(model, backend=kind, device=device, threads=threads))
 
 
 def measure(job: dict) -> dict:
-    size = tuple(job["shape"])
     segmenter = _segmenter(job["kind"], Path(job["model"]), job["device"], job.get("threads"))
+    with segmenter:
+        return _measure(segmenter, job, tuple(job["shape"]))
+
+
+def _measure(segmenter: Segmenter, job: dict, size: tuple[int, int]) -> dict:
     description = segmenter.describe()
     frames = [synthetic_frame(*size, seed=index) for index in range(job["batch"])]
     stages: dict[str, list[float]] = {"pre": [], "infer": [], "post": []}

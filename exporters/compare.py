@@ -7,83 +7,33 @@ or a TensorRT engine. Both see the same frames through the same pre- and post-pr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from exporters.checkpoint_files import is_checkpoint
+from exporters.artifacts import artifact_spec, open_artifact
+from exporters.onnx_files import LOGITS
+from ocr_deploy.backends import Backend
 from ocr_deploy.errors import ConfigError
-from ocr_deploy.meta import ModelMeta
 from ocr_deploy.metrics import SegmentationScores, confusion_matrix
 from ocr_deploy.postprocess import labels_from_scores, restore_labels
 from ocr_deploy.preprocess import Placement, graph_input, plan_size, prepare_frame
+from ocr_deploy.vocabulary import Device
 
-class Runner(Protocol):
-    """A model artifact that returns its primary output and, when it can, its logits."""
-
-    name: str
-    meta: ModelMeta
-
-    def run(self, graph_input: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
+# How each backend's artifact is named in the report; any other backend: its describe() line.
+_TITLES = {"pytorch": "PyTorch", "onnxruntime": "{precision} ONNX"}
 
 
-class TorchRunner:
-    """A checkpoint, run by PyTorch: the reference."""
-
-    def __init__(self, path: Path):
-        from exporters.torch_backend import TorchBackend
-
-        self.backend = TorchBackend(path)
-        self.meta = self.backend.meta
-        self.name = f"{path.name} (PyTorch)"
-
-    def run(self, graph_input: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        return self.backend.run_with_logits(graph_input)
-
-
-class OnnxRunner:
-    def __init__(self, path: Path):
-        import onnxruntime as ort
-
-        from exporters.graph_compare import with_logits_output
-        from exporters.onnx_files import load_model
-
-        model, self.meta = load_model(path)
-        self.session = ort.InferenceSession(with_logits_output(model).SerializeToString(),
-                                            providers=["CPUExecutionProvider"])
-        self.name = f"{path.name} ({self.meta.provenance.precision} ONNX)"
-
-    def run(self, graph_input: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        from exporters.onnx_files import LOGITS
-
-        names = [output.name for output in self.session.get_outputs()]
-        outputs = dict(zip(names, self.session.run(None, {self.meta.input.name: graph_input})))
-        return outputs[self.meta.output.name], outputs[LOGITS].astype(np.float32)
-
-
-class BackendRunner:
-    """Any runtime backend (TensorRT engines): logits only if that is the engine's output."""
-
-    def __init__(self, path: Path, device: str):
-        from ocr_deploy.backends import open_backend
-
-        self.backend = open_backend(path, device=device)
-        self.meta = self.backend.meta
-        self.name = f"{path.name} ({self.backend.describe()})"
-
-    def run(self, graph_input: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        output = self.backend.run(graph_input)
-        return output, output.astype(np.float32) if self.meta.output.kind == "logits" else None
-
-
-def open_runner(path: Path, *, device: str = "auto") -> Runner:
-    if is_checkpoint(path):
-        return TorchRunner(path)
-    if path.suffix.lower() == ".onnx":
-        return OnnxRunner(path)
-    return BackendRunner(path, device)
+@dataclass(frozen=True, kw_only=True)
+class CompareRequest:
+    a: Path  # the reference
+    b: Path
+    sources: tuple[str, ...] = ()  # images, folders, globs, videos; () = built-in frames
+    max_frames: int = 10  # per video source
+    heatmaps: Path | None = None  # folder for one disagreement image per frame
+    device: str = "auto"  # where engines run; checkpoints and ONNX run on the CPU
 
 
 @dataclass
@@ -133,29 +83,69 @@ class Comparison:
         lines += [f"  {f.name}: {100 * f.agreement:.4f} %" for f in self.frames]
         return lines
 
+    def shortfall(self, min_agreement: float) -> str | None:
+        """Why the comparison fails a bar of `min_agreement` percent, or None when it passes."""
+        if self.agreement * 100 >= min_agreement:
+            return None
+        return (f"agreement {100 * self.agreement:.4f} % is below --min-agreement "
+                f"{min_agreement} %")
 
-def _labels(runner: Runner, output: np.ndarray, placement: Placement) -> np.ndarray:
-    if runner.meta.output.kind == "labels":
+
+def run_compare(request: CompareRequest) -> Comparison:
+    """Open both artifacts (each on the CPU where its backend can: the float32 reference;
+    engines on request.device), compare them on the request's frames, close both."""
+    from ocr_deploy.fileio import ensure_output_folder
+
+    frames = comparison_frames(list(request.sources), request.max_frames)
+    if request.heatmaps is not None:
+        ensure_output_folder(request.heatmaps)
+    opened: list[Backend] = []
+    try:
+        for path in (request.a, request.b):
+            spec = artifact_spec(path)
+            device = Device.cpu if Device.cpu in spec.devices else request.device
+            opened.append(open_artifact(path, device=device, logits=True))
+        a, b = opened
+        return compare(a, b, frames, names=(_title(request.a, a), _title(request.b, b)),
+                       heatmaps=request.heatmaps)
+    finally:
+        for backend in opened:
+            backend.close()
+
+
+def _title(path: Path, backend: Backend) -> str:
+    title = _TITLES.get(backend.name, "{describe}").format(
+        precision=backend.meta.provenance.precision, describe=backend.describe())
+    return f"{path.name} ({title})"
+
+
+def _labels(backend: Backend, output: np.ndarray, placement: Placement) -> np.ndarray:
+    if backend.meta.output.kind == "labels":
         return restore_labels(output, placement)
     return labels_from_scores(output, placement)
 
 
-def compare(a: Runner, b: Runner, frames: list[tuple[str, np.ndarray]], *,
-            heatmaps: Path | None = None) -> Comparison:
+def compare(a: Backend, b: Backend, frames: list[tuple[str, np.ndarray]], *,
+            names: Sequence[str] | None = None, heatmaps: Path | None = None) -> Comparison:
+    """Both backends on the same frames through A's size plan; logits compared where both
+    return them (under "logits")."""
     if a.meta.num_classes != b.meta.num_classes:
         raise ConfigError(f"A predicts {a.meta.num_classes} classes and B {b.meta.num_classes}; "
                           "compare artifacts of the same model")
     plan = plan_size(a.meta)
     classes = a.meta.num_classes
-    result = Comparison(a.name, b.name, a.meta.dataset.classes, np.zeros((classes, classes), np.int64))
+    name_a, name_b = names or (a.describe(), b.describe())
+    result = Comparison(name_a, name_b, a.meta.dataset.classes,
+                        np.zeros((classes, classes), np.int64))
     for name, frame in frames:
         image, placement = prepare_frame(frame, plan, a.meta.input)
         outputs = []
-        for runner in (a, b):
-            batch = np.repeat(image[None], runner.meta.input.batch or 1, axis=0)
-            primary, logits = runner.run(graph_input(batch, runner.meta.input))
-            outputs.append((_labels(runner, primary[0], placement),
-                            None if logits is None else logits[0]))
+        for backend in (a, b):
+            batch = np.repeat(image[None], backend.meta.input.batch or 1, axis=0)
+            ran = backend.run(graph_input(batch, backend.meta.input))
+            logits = ran.get(LOGITS)
+            outputs.append((_labels(backend, ran[backend.meta.output.name][0], placement),
+                            None if logits is None else logits[0].astype(np.float32)))
         (labels_a, logits_a), (labels_b, logits_b) = outputs
         result.confusion += confusion_matrix(labels_b, labels_a, classes, ignore_index=-1)
         delta = None if logits_a is None or logits_b is None else np.abs(logits_a - logits_b)
@@ -178,7 +168,8 @@ def comparison_frames(sources: list[str], max_frames: int) -> list[tuple[str, np
     from ocr_deploy.testframes import synthetic_frame
 
     sizes = [(256, 512), (250, 378), (320, 640)]
-    frames = [(f"synthetic_{h}x{w}", synthetic_frame(h, w, seed=i)) for i, (h, w) in enumerate(sizes)]
+    frames = [(f"synthetic_{h}x{w}", synthetic_frame(h, w, seed=i))
+              for i, (h, w) in enumerate(sizes)]
     return frames + read_frames([str(demo_video())], max_frames=3, stride=10)
 
 

@@ -15,7 +15,6 @@ from exporters.checkpoints import BatchNormMode, Checkpoint, load_checkpoint
 from exporters.fp16_job import MIN_FP16_AGREEMENT, Fp16Check, make_fp16, verification_frames
 from exporters.onnx_files import model_meta
 from exporters.verify import MAX_LOGIT_DELTA, MIN_AGREEMENT, Verification
-
 from ocr_deploy import __version__
 from ocr_deploy.errors import ConfigError, VerificationError
 from ocr_deploy.fileio import atomic_write_bytes, ensure_writable_dir

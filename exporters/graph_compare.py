@@ -56,10 +56,9 @@ def with_logits_output(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def compare_graphs(reference: onnx.ModelProto, candidate: onnx.ModelProto, meta: ModelMeta,
                    frames: list[tuple[str, np.ndarray]]) -> GraphAgreement:
-    import onnxruntime as ort
+    from ocr_deploy.backends.onnxrt import cpu_session
 
-    sessions = [ort.InferenceSession(with_logits_output(model).SerializeToString(),
-                                     providers=["CPUExecutionProvider"])
+    sessions = [cpu_session(with_logits_output(model).SerializeToString())
                 for model in (reference, candidate)]
     plan = plan_size(meta)
     results = []
@@ -76,7 +75,8 @@ def compare_graphs(reference: onnx.ModelProto, candidate: onnx.ModelProto, meta:
 
 
 def _labels_and_logits(session, feed: dict, meta: ModelMeta) -> tuple[np.ndarray, np.ndarray]:
-    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
+    names = [output.name for output in session.get_outputs()]
+    outputs = dict(zip(names, session.run(names, feed), strict=True))
     logits = outputs[LOGITS].astype(np.float32)
     labels = outputs[meta.output.name] if meta.output.kind == "labels" else logits.argmax(1)
     return labels, logits

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ocr_deploy.fileio import sha256_of
 from exporters.checkpoint_files import is_checkpoint
 from ocr_deploy.errors import OcrDeployError
+from ocr_deploy.fileio import sha256_of
+
+if TYPE_CHECKING:
+    from ocr_deploy.backends import Backend
+
+PYTORCH = "pytorch"
+
 
 def cache_dir() -> Path:
     configured = os.environ.get("OCR_DEPLOY_CACHE")
@@ -37,3 +45,29 @@ def resolve_model(path: Path, *, log: Callable[[str], None] = lambda _: None) ->
     log(f"exporting {path.name} once into the cache: {target}")
     run_export(ExportRequest(weights=path, output=target), log=log)
     return target
+
+
+@dataclass(frozen=True)
+class ModelOpener:
+    """Opens the model `infer` runs, once its source has opened fine (see model_opener)."""
+
+    path: Path
+    backend: str | None = None
+    device: str = "auto"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def __call__(self) -> Backend:
+        from exporters.artifacts import open_artifact
+
+        return open_artifact(self.path, backend=self.backend, device=self.device)
+
+
+def model_opener(path: Path, *, backend: str | None = None, device: str = "auto",
+                 log: Callable[[str], None] = lambda _: None) -> ModelOpener:
+    """A checkpoint runs eagerly on PyTorch when that backend is asked for; otherwise it is
+    exported once into the cache and run by the runtime, like any other artifact."""
+    model = path if backend == PYTORCH else resolve_model(path, log=log)
+    return ModelOpener(model, backend, device)

@@ -102,10 +102,11 @@ def _torch_run(graph: DeployGraph, feed: np.ndarray, dtype: torch.dtype) -> list
 
 def verify_export(graph: DeployGraph, model: onnx.ModelProto, meta: ModelMeta) -> Verification:
     """Run both on deterministic frames; compare upsampled logits and labels."""
-    import onnxruntime as ort
     import torch
 
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    from ocr_deploy.backends.onnxrt import cpu_session
+
+    session = cpu_session(model.SerializeToString())
     output_names = [output.name for output in session.get_outputs()]
     exact_graph: DeployGraph | None = None
     checks = []
@@ -113,7 +114,7 @@ def verify_export(graph: DeployGraph, model: onnx.ModelProto, meta: ModelMeta) -
         frames = np.stack([synthetic_frame(height, width, seed=seed * 16 + index)
                            for index in range(batch)])
         feed = graph_input(frames, meta.input)
-        onnx_outputs = dict(zip(output_names, session.run(None, {meta.input.name: feed})))
+        onnx_outputs = dict(zip(output_names, session.run(None, {meta.input.name: feed}), strict=True))
         torch_outputs = _torch_run(graph, feed, torch.float32)
         torch_logits = torch_outputs[-1]
         onnx_logits = onnx_outputs[LOGITS]

@@ -33,7 +33,7 @@ class ProfileShapes:
 
     def contains(self, shape: tuple[int, ...]) -> bool:
         return len(shape) == len(self.min) and all(
-            low <= side <= high for low, side, high in zip(self.min, shape, self.max))
+            low <= side <= high for low, side, high in zip(self.min, shape, self.max, strict=True))
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ class EvalReport:
     def to_json(self) -> str:
         s = self.scores
         per_class = {name: None if np.isnan(v) else round(float(v), 6)
-                     for name, v in zip(self.classes, s.iou)}
+                     for name, v in zip(self.classes, s.iou, strict=True)}
         return json.dumps({"images": self.images, "settings": self.settings,
                            "mIoU": s.mean_iou, "mIoU_present_classes": s.mean_iou_present,
                            "pixel_accuracy": s.pixel_accuracy, "mean_accuracy": s.mean_accuracy,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from ocr_deploy.errors import ModelFileError
@@ -190,13 +189,6 @@ def _build(kind: type, data: dict[str, Any]) -> Any:
             value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
         values[item.name] = value
     return kind(**values)
-
-
-def read_onnx_meta(path: Path) -> ModelMeta:
-    """Metadata of an exported ONNX file, read with ONNX Runtime (no torch, no onnx package)."""
-    from ocr_deploy.backends.onnxrt import read_meta  # the backend module owns ONNX reading
-
-    return read_meta(path)
 
 
 def meta_from_custom_map(custom: dict[str, str], *, source: str) -> ModelMeta:

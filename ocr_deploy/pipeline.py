@@ -189,7 +189,8 @@ def segment_source(source: SourceSpec, model: ModelSpec, options: InferOptions, 
         except BaseException:
             opened.close()
             raise
-        named = "opened by the caller," if callable(model) else Path(model).name
+        # A model opener may say which file it opens (exporters.model_cache.ModelOpener does).
+        named = getattr(model, "name", "opened by the caller,") if callable(model) else Path(model).name
         log(f"model: {named} on {segmenter.describe()}")
         return run_pipeline(segmenter, opened, outputs, batch_size=options.batch,
                             show_progress=options.progress)

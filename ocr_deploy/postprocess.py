@@ -6,6 +6,7 @@ import numpy as np
 
 from ocr_deploy.preprocess import Placement
 from ocr_deploy.presets import RGB
+
 _CV_MAX_CHANNELS = 512  # OpenCV's limit on channels per image
 
 

@@ -11,7 +11,7 @@ from cli import app
 from exporters.checkpoints import load_checkpoint
 from exporters.onnx_export import DeployGraph
 from ocr_deploy.assets import demo_checkpoint, demo_model, demo_video
-from ocr_deploy.meta import read_onnx_meta
+from ocr_deploy.backends import read_meta
 from ocr_deploy.segmenter import Segmenter
 from training.evaluate_demo import evaluate, held_out_scenes
 
@@ -33,13 +33,13 @@ def test_checkpoint_loads_through_the_release_path():
     config = checkpoint.config
     assert (config.variant, config.num_classes, config.mid_channels, config.key_channels) == (
         "w18-small-v1", 19, 128, 64)
-    meta = read_onnx_meta(demo_model())
+    meta = read_meta(demo_model())
     assert meta.provenance.checkpoint_sha256 == checkpoint.sha256
 
 
 def test_shipped_onnx_matches_its_checkpoint():
     checkpoint = load_checkpoint(demo_checkpoint())
-    meta = read_onnx_meta(demo_model())
+    meta = read_meta(demo_model())
     graph = DeployGraph(checkpoint.build_model(), meta).eval()
     segmenter = Segmenter.open(demo_model(), device="cpu")
     agreements = []
@@ -64,7 +64,7 @@ def test_fp16_graph_agrees_on_held_out_scenes():
 
     fp32 = onnx.load(str(demo_model()))
     frames = [(f"held-out {i}", image) for i, (image, _) in enumerate(held_out_scenes(8))]
-    agreement = compare_graphs(fp32, to_mixed_fp16(fp32), read_onnx_meta(demo_model()), frames)
+    agreement = compare_graphs(fp32, to_mixed_fp16(fp32), read_meta(demo_model()), frames)
     assert agreement.agreement >= 0.999
 
 

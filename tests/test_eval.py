@@ -27,7 +27,7 @@ def _independent_scores(predictions, truths, classes):
     inter = np.zeros(classes)
     union = np.zeros(classes)
     correct = valid = 0
-    for pred, truth in zip(predictions, truths):
+    for pred, truth in zip(predictions, truths, strict=True):
         keep = truth != 255
         correct += int((pred[keep] == truth[keep]).sum())
         valid += int(keep.sum())
@@ -48,7 +48,7 @@ def test_metrics_equal_an_independent_computation():
         truth[rng.random(truth.shape) < 0.1] = 255
     predictions = [np.where(rng.random(t.shape) < 0.7, t % 255, rng.integers(0, classes, t.shape))
                    for t in truths]
-    confusion = sum(confusion_matrix(p, t, classes) for p, t in zip(predictions, truths))
+    confusion = sum(confusion_matrix(p, t, classes) for p, t in zip(predictions, truths, strict=True))
     scores = SegmentationScores(confusion)
     iou, pixel_accuracy, reference_miou = _independent_scores(predictions, truths, classes)
     np.testing.assert_allclose(scores.iou, iou, equal_nan=True)

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from cli import app
 from exporters.fp16 import find_fp32_islands, precision_breakdown, to_mixed_fp16
 from exporters.fp16_job import ConvertRequest, run_convert
+from ocr_deploy.backends import read_meta
 from ocr_deploy.errors import ConfigError, VerificationError
-from ocr_deploy.meta import read_onnx_meta
 from ocr_deploy.testframes import synthetic_frame
 
 
@@ -69,7 +69,7 @@ def test_convert_command_writes_a_proved_fp16_model(tiny_onnx, tmp_path):
                                       "--min-agreement", "90"])
     assert result.exit_code == 0, result.output
     assert "fp16 vs fp32" in result.stdout and "FP32 island" in result.stdout
-    assert read_onnx_meta(out).provenance.precision == "fp16"
+    assert read_meta(out).provenance.precision == "fp16"
     with pytest.raises(ConfigError, match="already fp16"):
         run_convert(ConvertRequest(model=out))
 

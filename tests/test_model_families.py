@@ -252,9 +252,9 @@ def test_old_metadata_reads_as_hrnet_ocr(tmp_path):
 
 def test_shipped_demo_model_has_old_metadata():
     from ocr_deploy.assets import demo_model
-    from ocr_deploy.meta import read_onnx_meta
+    from ocr_deploy.backends import read_meta
 
-    network = read_onnx_meta(demo_model()).network
+    network = read_meta(demo_model()).network
     assert network.family == "hrnet_ocr" and network.variant == "w18-small-v1"
     assert network.settings == {"mid_channels": 128, "key_channels": 64}
 

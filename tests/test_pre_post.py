@@ -8,13 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from ocr_deploy.meta import (DatasetSpec, InputSpec, ModelMeta, NetworkSpec, OutputSpec,
-                             Provenance)
-from ocr_deploy.postprocess import (class_fractions, colorize, labels_from_scores, palette_lut,
-                                    restore_labels)
-from ocr_deploy.preprocess import (FrameError, SizePlan, as_bgr8, plan_size, prepare_frame)
-from ocr_deploy.presets import load_preset
 from ocr_deploy.errors import OcrDeployError
+from ocr_deploy.meta import DatasetSpec, InputSpec, ModelMeta, NetworkSpec, OutputSpec, Provenance
+from ocr_deploy.postprocess import class_fractions, colorize, labels_from_scores, palette_lut, restore_labels
+from ocr_deploy.preprocess import FrameError, SizePlan, as_bgr8, plan_size, prepare_frame
+from ocr_deploy.presets import load_preset
 
 
 def _meta(dataset: str = "cityscapes", **input_options) -> ModelMeta:

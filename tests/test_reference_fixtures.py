@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from exporters.checkpoints import load_checkpoint
 from exporters.export_job import ExportRequest, run_export
-from ocr_deploy.meta import IMAGENET_MEAN, IMAGENET_STD, read_onnx_meta
+from ocr_deploy.backends import read_meta
+from ocr_deploy.meta import IMAGENET_MEAN, IMAGENET_STD
 
 CASES = [
     # checkpoint, expected outputs, variant, K, MID, KEY, preset inferred from K
@@ -69,6 +70,6 @@ def test_exported_onnx_reproduces_reference_labels(reference_fixtures, tmp_path,
     assert labels.dtype == np.uint8
     reference = np.load(reference_fixtures / expected)["labels"]
     assert (labels == reference).mean() >= 0.999
-    meta = read_onnx_meta(output)
+    meta = read_meta(output)
     assert meta.dataset.name == preset and meta.network.variant == variant
     assert meta.network.align_corners is True

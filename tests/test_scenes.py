@@ -95,7 +95,7 @@ def test_class_colours_match_what_was_drawn() -> None:
 def _centroid_accuracy(images: list[np.ndarray], labels: list[np.ndarray]) -> float:
     """Pixel accuracy of a nearest-mean-colour classifier fitted per scene on the given labels."""
     correct = total = 0
-    for image, lab in zip(images, labels):
+    for image, lab in zip(images, labels, strict=True):
         pixels = image.reshape(-1, 3).astype(np.float32)
         flat = lab.ravel()
         ids = np.unique(flat)
@@ -107,7 +107,7 @@ def _centroid_accuracy(images: list[np.ndarray], labels: list[np.ndarray]) -> fl
 
 
 def test_labels_align_with_painted_pixels() -> None:
-    images, labels = zip(*(_scene(seed) for seed in range(12)))
+    images, labels = zip(*(_scene(seed) for seed in range(12)), strict=True)
     aligned = _centroid_accuracy(list(images), list(labels))
     shifted = _centroid_accuracy(list(images), [np.roll(lab, (5, 5), axis=(0, 1)) for lab in labels])
     # Measured: shifting the labels by 5 px costs 0.064 (seeds 0-11), 0.11-0.13 (seeds 12-47).
@@ -130,7 +130,7 @@ def _edge_consistency(image: np.ndarray, labels: np.ndarray) -> float:
     edge, inner = slice(1, -1), [slice(2, None), slice(None, -2)]
     outer = [slice(None, -2), slice(2, None)]
     same = []
-    for o, i in zip(outer, inner):
+    for o, i in zip(outer, inner, strict=True):
         m = ground[:, o] & flat[:, edge] & (labels[:, edge] == labels[:, i])
         same.append((rgb[:, edge][m] == rgb[:, i][m]).all(-1))
     return float(np.concatenate(same).mean())
@@ -167,11 +167,11 @@ def test_video_frames_move_consistently() -> None:
     frames = list(render_video(11, frames=6))
     assert len(frames) == 6
     again = list(render_video(11, frames=6))
-    for (a_img, a_lab), (b_img, b_lab) in zip(frames, again):
+    for (a_img, a_lab), (b_img, b_lab) in zip(frames, again, strict=True):
         assert np.array_equal(a_img, b_img) and np.array_equal(a_lab, b_lab)
     first_img, first_lab = render_scene(11)
     assert np.array_equal(frames[0][0], first_img) and np.array_equal(frames[0][1], first_lab)
-    for (img0, lab0), (img1, lab1) in zip(frames, frames[1:]):
+    for (img0, lab0), (img1, lab1) in zip(frames, frames[1:], strict=False):
         assert not np.array_equal(img0, img1)
         changed = (lab0 != lab1).mean()
         assert 0.002 < changed < 0.3, changed  # moving, yet one continuous scene

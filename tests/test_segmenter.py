@@ -45,7 +45,7 @@ def test_batch_and_stream_equal_single_frames(tiny_onnx):
     tagged = [Frame(frame, index, f"f{index}") for index, frame in enumerate(frames)]
     streamed = list(segmenter.stream(tagged, batch_size=2))
     assert [r.source.index for r in streamed] == [0, 1, 2, 3]
-    for reference, other, stream_result in zip(single, batched, streamed):
+    for reference, other, stream_result in zip(single, batched, streamed, strict=True):
         assert (reference == other).all() and (reference == stream_result.labels).all()
 
 
@@ -79,7 +79,7 @@ def test_shared_across_threads(tiny_onnx):
     with ThreadPoolExecutor(max_workers=4) as pool:
         for _ in range(3):
             results = list(pool.map(segmenter.segment, frames))
-            assert all((r.labels == e).all() for r, e in zip(results, expected))
+            assert all((r.labels == e).all() for r, e in zip(results, expected, strict=True))
 
 
 def test_fixed_size_model_letterboxes_back_to_frame_size(export_tiny, tiny_onnx):

@@ -13,12 +13,11 @@ from typer.testing import CliRunner
 
 from cli import app
 from exporters.tensorrt_build import BuildRequest, select_profile
+from ocr_deploy.backends import read_meta
 from ocr_deploy.backends.nvidia import tensorrt_unavailable_reason
-from ocr_deploy.engine_sidecar import (EngineSidecar, ProfileShapes, check_compatible,
-                                       read_sidecar, sidecar_path)
+from ocr_deploy.engine_sidecar import EngineSidecar, ProfileShapes, check_compatible, read_sidecar, sidecar_path
 from ocr_deploy.errors import ConfigError, ModelFileError
 from ocr_deploy.fileio import sha256_of
-from ocr_deploy.meta import read_onnx_meta
 
 RUNNER = CliRunner()
 TRT_MISSING = tensorrt_unavailable_reason()
@@ -36,7 +35,7 @@ def engine_files(tiny_onnx, tmp_path):
     onnx_copy.write_bytes(tiny_onnx.read_bytes())
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"stand-in plan bytes")
-    sidecar = _sidecar(read_onnx_meta(onnx_copy), plan, onnx_copy)
+    sidecar = _sidecar(read_meta(onnx_copy), plan, onnx_copy)
     sidecar_path(plan).write_text(sidecar.to_json())
     return plan, onnx_copy, sidecar
 
@@ -90,7 +89,7 @@ def test_missing_or_broken_sidecar(engine_files):
 
 
 def test_profile_selection(tiny_onnx, export_tiny):
-    meta = read_onnx_meta(tiny_onnx)  # cityscapes preset, dynamic, raw input
+    meta = read_meta(tiny_onnx)  # cityscapes preset, dynamic, raw input
     assert meta.deployment_size() == (1024, 2048)
     static = select_profile(meta, BuildRequest(onnx=tiny_onnx))
     assert static.min == static.opt == static.max == (1, 1024, 2048, 3)
@@ -99,7 +98,7 @@ def test_profile_selection(tiny_onnx, export_tiny):
     assert (ranged.min, ranged.opt, ranged.max) == ((2, 256, 512, 3), (2, 512, 1024, 3),
                                                     (2, 1024, 2048, 3))
     assert ranged.contains((2, 300, 700, 3)) and not ranged.contains((2, 128, 700, 3))
-    normalized = read_onnx_meta(export_tiny(input_format="normalized", output_kind="logits"))
+    normalized = read_meta(export_tiny(input_format="normalized", output_kind="logits"))
     assert select_profile(normalized, BuildRequest(onnx=tiny_onnx, shape=(64, 96))).opt == (1, 3, 64, 96)
     ade = dataclasses.replace(meta, dataset=dataclasses.replace(
         meta.dataset, name="ade20k", test_policy=dataclasses.replace(meta.dataset.test_policy,

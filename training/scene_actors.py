@@ -7,7 +7,18 @@ import numpy as np
 
 from training.scene_layout import NEAR_CLIP, Camera, Car, Colour, Person
 from training.scene_paint import (
-    BOX, CIRCLE, SHIFT, Canvas, confined, fill, fixed_point, hull, offscreen, paint, rect, shade,
+    BOX,
+    CIRCLE,
+    SHIFT,
+    Canvas,
+    confined,
+    fill,
+    fixed_point,
+    hull,
+    offscreen,
+    paint,
+    rect,
+    shade,
 )
 
 PERSON, CAR = 11, 13
@@ -44,7 +55,7 @@ def draw_person(cv: Canvas, cam: Camera, p: Person, dz: float, time: float) -> N
     q = np.array(quads)
     pts = np.stack([u + q[..., 0] * k + q[..., 2], v - q[..., 1] * k], axis=-1)
     colours = (p.pants, p.pants, p.shirt, p.shirt, p.shirt, p.skin)
-    for poly, colour in zip(fixed_point(pts), colours):
+    for poly, colour in zip(fixed_point(pts), colours, strict=False):
         cv2.fillConvexPoly(cv.image, poly, colour, cv2.LINE_8, SHIFT)
         cv2.fillConvexPoly(cv.labels, poly, PERSON, cv2.LINE_8, SHIFT)
     head = CIRCLE * (0.052 * k, 0.066 * k) + (u, v - 0.905 * k)

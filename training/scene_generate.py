@@ -11,8 +11,22 @@ from typing import TypeVar
 import numpy as np
 
 from training.scene_layout import (
-    CHUNK_LENGTH, KERB, Building, Camera, Car, Chunk, Colour, Hedge, Lamp, Look, Person, Road, Scene,
-    SideStyle, Sign, Tree,
+    CHUNK_LENGTH,
+    KERB,
+    Building,
+    Camera,
+    Car,
+    Chunk,
+    Colour,
+    Hedge,
+    Lamp,
+    Look,
+    Person,
+    Road,
+    Scene,
+    SideStyle,
+    Sign,
+    Tree,
 )
 
 T = TypeVar("T")

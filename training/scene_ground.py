@@ -63,7 +63,8 @@ def _zones(road: Road) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     outer_colour = [road.grass if o == TERRAIN else far_paving for o in outer]
     gutter = tuple(c * 0.85 for c in road.asphalt)
     labels = np.zeros((1, 256), np.uint8)
-    labels[0, :12] = [outer[0], SIDEWALK, TERRAIN, SIDEWALK, ROAD, ROAD, ROAD, SIDEWALK, TERRAIN, SIDEWALK, outer[1], ROAD]
+    labels[0, :12] = [outer[0], SIDEWALK, TERRAIN, SIDEWALK, ROAD, ROAD, ROAD, SIDEWALK, TERRAIN, SIDEWALK,
+                      outer[1], ROAD]
     colours = np.zeros((1, 256, 3), np.float32)
     colours[0, :12] = [outer_colour[0], road.paving, road.grass, road.kerb, gutter, road.asphalt, gutter,
                        road.kerb, road.grass, road.paving, outer_colour[1], road.paint]

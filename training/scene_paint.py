@@ -239,7 +239,7 @@ def draw_tree(cv: Canvas, cam: Camera, t: Tree, dz: float) -> None:
         return
     blobs = t.blobs * r
     pts = fixed_point(CIRCLE[None] * (blobs[:, 2:3, None] * (1.0, 0.85)) + (u, cy) + blobs[:, None, :2])
-    for p, g in zip(pts, t.blobs[:, 3].astype(int)):
+    for p, g in zip(pts, t.blobs[:, 3].astype(int), strict=False):
         cv2.fillConvexPoly(cv.image, p, t.leaves[g], cv2.LINE_8, SHIFT)
         cv2.fillConvexPoly(cv.labels, p, VEGETATION, cv2.LINE_8, SHIFT)
 

@@ -19,7 +19,19 @@ from training.scene_actors import car_footprint, draw_car, draw_person
 from training.scene_generate import make_chunk, make_scene
 from training.scene_ground import draw_ground, ground_rows, make_background, make_texture
 from training.scene_layout import (
-    CHUNK_LENGTH, FRAME_DT, NEAR_CLIP, VIEW_DEPTH, Building, Car, Chunk, Hedge, Lamp, Person, Scene, Sign, Tree,
+    CHUNK_LENGTH,
+    FRAME_DT,
+    NEAR_CLIP,
+    VIEW_DEPTH,
+    Building,
+    Car,
+    Chunk,
+    Hedge,
+    Lamp,
+    Person,
+    Scene,
+    Sign,
+    Tree,
 )
 from training.scene_paint import SHIFT, Canvas, draw_building, draw_hedge, draw_lamp, draw_sign, draw_tree, fixed_point
 
@@ -196,7 +208,8 @@ def render_scene(seed: int, *, height: int = 256, width: int = 512) -> tuple[np.
     return _render_frame(scene, assets, _chunks(scene, 0.0, {}), 0)
 
 
-def render_video(seed: int, *, frames: int, height: int = 256, width: int = 512) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def render_video(seed: int, *, frames: int, height: int = 256,
+                 width: int = 512) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yields (image, labels) per frame of one continuous scene with motion.
 
     The camera drives forward at the scene's speed (FRAME_DT seconds per frame), so road

@@ -109,7 +109,7 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 def loss_fn(outputs: list[torch.Tensor], labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     total = torch.zeros(())
-    for logits, weight in zip(outputs, (AUX_WEIGHT, MAIN_WEIGHT)):
+    for logits, weight in zip(outputs, (AUX_WEIGHT, MAIN_WEIGHT), strict=True):
         upsampled = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=True)
         total = total + weight * F.cross_entropy(upsampled, labels, weight=weights, ignore_index=255)
     return total

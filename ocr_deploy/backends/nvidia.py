@@ -16,7 +16,8 @@ from typing import Any
 
 from ocr_deploy.backends.base import BackendUnavailable
 
-INSTALL_HINT = 'install it with: pip install "ocr-deploy[tensorrt]" (needs an NVIDIA GPU and driver)'
+INSTALL_HINT = ('install it with: pip install "ocr-deploy[tensorrt]" '
+                '(needs an NVIDIA GPU and driver)')
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ def cuda_runtime() -> ModuleType:
     try:
         from cuda.bindings import runtime
     except ImportError as error:
-        raise BackendUnavailable(f"cuda-python is not installed ({error}); {INSTALL_HINT}") from None
+        raise BackendUnavailable(
+            f"cuda-python is not installed ({error}); {INSTALL_HINT}") from None
     return runtime
 
 

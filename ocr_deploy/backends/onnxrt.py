@@ -1,32 +1,45 @@
-"""ONNX Runtime backend: CPU, CUDA or TensorRT execution providers."""
+"""ONNX Runtime backend: CPU, CUDA or TensorRT execution providers.
+
+Also the one place a CPU InferenceSession is made (`cpu_session`): metadata reading, export
+verification and graph comparison all use it.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ocr_deploy.backends.base import BackendUnavailable
-from ocr_deploy.meta import ModelMeta, meta_from_custom_map, ort_reason
 from ocr_deploy.errors import ModelFileError
+from ocr_deploy.meta import ModelMeta, meta_from_custom_map
+from ocr_deploy.vocabulary import Device, parse_choice
 
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")
-_CUDA, _TENSORRT = "CUDAExecutionProvider", "TensorrtExecutionProvider"
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+_CPU, _CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+_TENSORRT = "TensorrtExecutionProvider"
+# Providers tried before the CPU, per device; CPU always comes last.
+_WANTED = {Device.auto: [_CUDA], Device.cpu: [], Device.cuda: [_CUDA],
+           Device.tensorrt: [_TENSORRT, _CUDA]}
+INSTALL_HINT = "pip install onnxruntime"
 
 
 def choose_providers(device: str, available: list[str]) -> list[str]:
     """auto: CUDA when offered, else CPU. tensorrt: ONNX Runtime's TensorRT provider, which
     builds an engine per new input shape (minutes), so only when asked. CPU always last."""
-    if device not in DEVICES:
-        raise BackendUnavailable(f"--device must be one of {', '.join(DEVICES)}")
-    wanted = {"auto": [_CUDA], "cpu": [], "cuda": [_CUDA], "tensorrt": [_TENSORRT, _CUDA]}[device]
+    choice = parse_choice(Device, device, "--device")
+    wanted = _WANTED[choice]
     chosen = [name for name in wanted if name in available]
-    if device in ("cuda", "tensorrt") and wanted[0] not in chosen:
-        raise BackendUnavailable(f"--device {device} needs onnxruntime-gpu with a CUDA device; "
-                                 f"this onnxruntime offers {', '.join(available)}. Install "
+    if choice in (Device.cuda, Device.tensorrt) and wanted[0] not in chosen:
+        raise BackendUnavailable(f"--device {choice.value} needs onnxruntime-gpu with a CUDA "
+                                 f"device; this onnxruntime offers {', '.join(available)}. Install "
                                  "`pip install onnxruntime-gpu` (instead of onnxruntime)")
-    return chosen + ["CPUExecutionProvider"]
+    return chosen + [_CPU]
 
 
 def _cpu_threads() -> int:
@@ -36,35 +49,72 @@ def _cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
+def ort_reason(error: BaseException) -> str:
+    """The informative end of an ONNX Runtime error (its start repeats the path and source)."""
+    text = " ".join(str(error).split())
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"Load model from .* failed:", "", text)
+    if "onnxruntime::" in text:  # drop the C++ location and signature before the reason
+        text = text.rsplit(") ", 1)[-1] if ") " in text else text.rsplit(" ", 8)[-1]
+    text = text.strip()
+    return text if len(text) <= 160 else "..." + text[-157:]
+
+
+def _session(model: Path | bytes, providers: list[str], *, optimize: bool, threads: int | None,
+             source: str) -> ort.InferenceSession:
+    import onnxruntime as ort
+
+    if isinstance(model, Path) and not model.is_file():
+        raise ModelFileError(f"model not found: {model}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(model) if isinstance(model, Path) else model, options,
+                                    providers=providers)
+    except Exception as error:  # ORT's own exception types are not importable portably
+        raise ModelFileError(
+            f"{source} is not a readable ONNX model ({ort_reason(error)})") from None
+
+
+def cpu_session(model: Path | bytes, *, optimize: bool = True, threads: int | None = None,
+                source: str | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime session on the CPU, for a file or serialized model bytes.
+
+    optimize=False skips graph optimisation (enough to read metadata, and fast). threads=None
+    leaves ONNX Runtime's own default. Missing or unreadable models raise ModelFileError.
+    """
+    name = source or (str(model) if isinstance(model, Path) else "the ONNX model in memory")
+    return _session(model, [_CPU], optimize=optimize, threads=threads, source=name)
+
+
 class OnnxRuntimeBackend:
     """One InferenceSession; ONNX Runtime documents concurrent `run` calls as safe."""
 
     name = "onnxruntime"
 
-    def __init__(self, path: Path, *, device: str = "auto", threads: int | None = None):
+    def __init__(self, model: Path | bytes, *, device: str = "auto", threads: int | None = None,
+                 source: str | None = None):
+        """`model`: a file, or serialized ONNX bytes (then `source` names it in messages)."""
         import onnxruntime as ort
 
-        if not path.is_file():
-            raise ModelFileError(f"model not found: {path}")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        source = source or (str(model) if isinstance(model, Path) else "the ONNX model in memory")
         # Every core by default: ORT's own default counts physical cores only.
-        options.intra_op_num_threads = threads or _cpu_threads()
-        options.log_severity_level = 3
-        providers = choose_providers(device, ort.get_available_providers())
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as error:  # ORT's own exception types are not importable portably
-            raise ModelFileError(f"{path} is not a readable ONNX model ({ort_reason(error)})") from None
+        self._threads = threads or _cpu_threads()
+        self.session = _session(model, choose_providers(device, ort.get_available_providers()),
+                                optimize=True, threads=self._threads, source=source)
         self.meta: ModelMeta = meta_from_custom_map(
-            self.session.get_modelmeta().custom_metadata_map, source=str(path))
+            self.session.get_modelmeta().custom_metadata_map, source=source)
         self.providers = tuple(self.session.get_providers())
-        self._output = [self.meta.output.name]
-        self._threads = options.intra_op_num_threads
+        self._names = [output.name for output in self.session.get_outputs()]
 
-    def run(self, graph_input: np.ndarray) -> np.ndarray:
-        return self.session.run(self._output, {self.meta.input.name: graph_input})[0]
+    def run(self, graph_input: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.session.run(self._names, {self.meta.input.name: graph_input})
+        return dict(zip(self._names, outputs, strict=True))
 
     def close(self) -> None:
         """ONNX Runtime frees the session when it is no longer referenced."""
@@ -78,3 +128,29 @@ def _version() -> str:
     import onnxruntime as ort
 
     return ort.__version__
+
+
+def unavailable_reason() -> str | None:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as error:
+        return f"not installed ({error}): {INSTALL_HINT}"
+    return None
+
+
+def status_detail() -> str:
+    import onnxruntime as ort
+
+    providers = ", ".join(p.replace("ExecutionProvider", "") for p in ort.get_available_providers())
+    return f"onnxruntime {ort.__version__}: {providers}"
+
+
+def read_meta(path: Path) -> ModelMeta:
+    """Metadata of an exported ONNX file, read with ONNX Runtime (no torch, no onnx package)."""
+    session = cpu_session(path, optimize=False)
+    return meta_from_custom_map(session.get_modelmeta().custom_metadata_map, source=str(path))
+
+
+def artifact_rows(path: Path) -> list[tuple[str, str]]:
+    """An ONNX file carries nothing beyond its ModelMeta."""
+    return []

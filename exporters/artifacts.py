@@ -1,0 +1,74 @@
+"""Build side: any artifact of a model (checkpoint, ONNX, engine) opened as one Backend.
+
+A checkpoint runs on PyTorch (exporters.torch_backend, the reference); every other file goes to
+the runtime's backend table, which this module extends by one row. compare, eval, bench and
+info all open and read models through here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporters.checkpoint_files import CHECKPOINT_SUFFIXES
+from ocr_deploy.backends import BACKEND_TABLE, Backend, BackendSpec, backend_status, spec_for
+from ocr_deploy.meta import ModelMeta
+from ocr_deploy.vocabulary import Device
+
+PYTORCH = BackendSpec(name="pytorch", module="exporters.torch_backend",
+                      backend_class="TorchBackend", suffixes=CHECKPOINT_SUFFIXES,
+                      devices=(Device.auto, Device.cpu, Device.cuda))
+ARTIFACT_TABLE: tuple[BackendSpec, ...] = (*BACKEND_TABLE, PYTORCH)
+
+
+def artifact_spec(path: Path, backend: str | None = None) -> BackendSpec:
+    """The backend named, else PyTorch for a checkpoint, else the runtime's choice by suffix."""
+    return spec_for(path, backend, table=ARTIFACT_TABLE)
+
+
+def open_artifact(path: Path, *, backend: str | None = None, device: str = "auto",
+                  threads: int | None = None, logits: bool = False) -> Backend:
+    """Open any artifact as a Backend. logits=True: an ONNX graph that computes its upsampled
+    logits only internally (labels and probs exports) also returns them, under "logits"."""
+    spec = artifact_spec(path, backend)
+    if logits and spec.name == "onnxruntime":
+        return _onnx_with_logits(path, device=device, threads=threads)
+    return spec.open(path, device=device, threads=threads)
+
+
+def _onnx_with_logits(path: Path, *, device: str, threads: int | None) -> Backend:
+    from exporters.graph_compare import with_logits_output
+    from exporters.onnx_files import load_model
+    from ocr_deploy.backends.onnxrt import OnnxRuntimeBackend
+
+    model, _ = load_model(path)
+    return OnnxRuntimeBackend(with_logits_output(model).SerializeToString(), device=device,
+                              threads=threads, source=str(path))
+
+
+def read_artifact_meta(path: Path) -> ModelMeta:
+    """The metadata of any artifact: embedded (ONNX), beside it (engine) or from its weights."""
+    return artifact_spec(path).load().read_meta(path)
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """What `ocr-deploy info` prints: the model (when given) and the backends usable here."""
+
+    heading: str | None
+    rows: list[tuple[str, str]]
+    backends: list[tuple[str, str]]
+
+
+def artifact_info(path: Path | None) -> ArtifactInfo:
+    from ocr_deploy.describe import describe_meta
+
+    backends = [(name, ("available: " if ok else "unavailable: ") + detail)
+                for name, ok, detail in backend_status()]
+    if path is None:
+        return ArtifactInfo(None, [], backends)
+    module = artifact_spec(path).load()
+    meta = module.read_meta(path)
+    rows = (describe_meta(meta) + module.artifact_rows(path)
+            + [("note", note) for note in meta.provenance.notes])
+    return ArtifactInfo(f"{path} ({path.stat().st_size / 1e6:.1f} MB)", rows, backends)
