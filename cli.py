@@ -217,7 +217,8 @@ def infer(
              "[default: the shipped demo model].")] = None,
     device: Annotated[Device, typer.Option(help="Where ONNX Runtime runs.")] = Device.auto,
     backend: Annotated[BackendName | None, typer.Option(
-        help="Backend [default: from the model's file type].")] = None,
+        help="Backend [default: from the model's file type; pytorch runs a checkpoint eagerly, "
+             "without exporting it].")] = None,
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("ocr-deploy-out"),
     save: Annotated[str | None, typer.Option(
         help=f"Comma list of {', '.join(SaveKind.values())}, or none [default: "
@@ -337,6 +338,8 @@ def evaluate(
                                         "(needs a logits or probs export).")] = "1",
     policy: Annotated[Policy, typer.Option(help="Test-size policy.")] = Policy.reference,
     device: Annotated[Device, typer.Option(help="Where ONNX Runtime runs.")] = Device.auto,
+    backend: Annotated[BackendName | None, typer.Option(
+        help="Backend [default: from the file; pytorch for a checkpoint].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -347,6 +350,7 @@ def evaluate(
                                   dataset=dataset.value if dataset else None, split=split,
                                   layout=layout, flip=flip, scales=parse_scales(scales),
                                   policy=policy.value, device=device.value,
+                                  backend=backend.value if backend else None,
                                   show_progress=progress))
     typer.echo(report.to_json() if as_json else "\n".join(report.lines()))
 

@@ -200,3 +200,25 @@ def test_nothing_processed_exits_non_zero(tiny_onnx, tmp_path):
     result = _run("infer", folder, "--model", tiny_onnx, "-o", tmp_path / "out", "--no-progress")
     assert result.exit_code == 1
     assert "processed 0 frame(s)" in result.stdout and "skipped 1" in result.stdout
+
+
+def test_pytorch_backend_runs_a_checkpoint_without_exporting_it(tiny_checkpoint, tiny_onnx,
+                                                                 tmp_path, monkeypatch):
+    """`--backend pytorch` is a real choice of infer: the checkpoint runs eagerly (nothing is
+    exported into the cache) and segments like its exported ONNX; on an ONNX file it is refused
+    in one line."""
+    monkeypatch.setenv("OCR_DEPLOY_CACHE", str(tmp_path / "cache"))
+    image = tmp_path / "street.png"
+    cv2.imwrite(str(image), synthetic_frame(*SIZE, seed=5))
+    labels = {}
+    for backend, model in (("pytorch", tiny_checkpoint), ("onnxruntime", tiny_onnx)):
+        out = tmp_path / backend
+        result = _run("infer", image, "--model", model, "--backend", backend, "-o", out,
+                      "--save", "labels", "--no-progress")
+        assert result.exit_code == 0, result.output
+        assert f"on {backend} " in result.stderr
+        labels[backend] = cv2.imread(str(out / "street_labels.png"), cv2.IMREAD_UNCHANGED)
+    assert not (tmp_path / "cache").exists()
+    assert (labels["pytorch"] == labels["onnxruntime"]).mean() >= 0.999
+    _one_line_error(_run("infer", image, "--model", tiny_onnx, "--backend", "pytorch"),
+                    "is not a PyTorch checkpoint")
