@@ -18,8 +18,8 @@ from ocr_deploy.backends import Backend
 from ocr_deploy.errors import OcrDeployError
 from ocr_deploy.pipeline import InferOptions
 from ocr_deploy.presets import preset_names
-from ocr_deploy.sinks import IMAGE_DEFAULT, VIDEO_DEFAULT
-from ocr_deploy.vocabulary import Device, InputFormat, OutputKind, Precision, SaveKind
+from ocr_deploy.sinks import IMAGE_DEFAULT, SINKS, VIDEO_DEFAULT
+from ocr_deploy.vocabulary import Device, InputFormat, OutputKind, Precision
 from ocr_deploy.vocabulary import SizePolicy as Policy
 
 app = typer.Typer(
@@ -221,7 +221,7 @@ def infer(
              "without exporting it].")] = None,
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("ocr-deploy-out"),
     save: Annotated[str | None, typer.Option(
-        help=f"Comma list of {', '.join(SaveKind.values())}, or none [default: "
+        help=f"Comma list of {', '.join(map(str, SINKS))}, or none [default: "
              f"{','.join(IMAGE_DEFAULT)} for images; {','.join(VIDEO_DEFAULT)} for videos and "
              "cameras].")] = None,
     alpha: Annotated[float, typer.Option(help="Overlay opacity of the colours.")] = 0.5,
