@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from exporters.onnx_export import DeployGraph
 
 SUPPORTED_OPSETS = range(17, 24)
+EXPORT_PRECISIONS = (Precision.fp32, Precision.fp16)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,7 +90,10 @@ def validate(request: ExportRequest) -> Path:
     """Check options before the slow work starts; returns the output path."""
     parse_choice(OutputKind, request.output_kind, "--output")
     parse_choice(InputFormat, request.input_format, "--input")
-    parse_choice(Precision, request.precision, "--precision")
+    if parse_choice(Precision, request.precision, "--precision") not in EXPORT_PRECISIONS:
+        raise ConfigError(f"export writes {' or '.join(EXPORT_PRECISIONS)} graphs; bf16 and int8 "
+                          "are built from the FP32 export: ocr-deploy build MODEL.onnx --backend "
+                          f"openvino --precision {request.precision}")
     if (request.height is None) != (request.width is None):
         raise ConfigError("give --height and --width together (a static size), or neither")
     for name, side in (("height", request.height), ("width", request.width)):

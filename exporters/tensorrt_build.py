@@ -27,6 +27,7 @@ from ocr_deploy.meta import InputSpec, ModelMeta
 from ocr_deploy.vocabulary import Precision, parse_choice
 
 STRONG_TYPING_FROM = (10, 12)
+ENGINE_PRECISIONS = (Precision.fp16, Precision.fp32)
 Size = tuple[int, int]
 
 
@@ -177,7 +178,9 @@ def _build_plan(trt: Any, graph: bytes, typing: str, profile: ProfileShapes,
 
 def build_engine(request: BuildRequest, *, log: Callable[[str], None] = lambda _: None) -> BuildResult:
     started = time.perf_counter()
-    parse_choice(Precision, request.precision, "--precision")
+    if parse_choice(Precision, request.precision, "--precision") not in ENGINE_PRECISIONS:
+        raise ConfigError(f"TensorRT engines are built in {' or '.join(ENGINE_PRECISIONS)}, not "
+                          f"{request.precision}")
     if not 0 <= request.opt_level <= 5:
         raise ConfigError(f"--opt-level must be 0..5 (got {request.opt_level})")
     if request.workspace_gib <= 0:

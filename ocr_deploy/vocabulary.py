@@ -72,10 +72,14 @@ class InputFormat(Choice):
 
 class Precision(Choice):
     """Numeric precision of an artifact. Which nodes stay FP32 in an FP16 graph is a separate
-    field (Provenance.fp32_islands), never a suffix of this value."""
+    field (Provenance.fp32_islands), never a suffix of this value. bf16: an FP32 graph that
+    asks its runtime (OpenVINO on CPUs with AMX/AVX-512 BF16) to compute in bfloat16; int8: a
+    post-training quantized graph whose OCR islands and classifier stay in higher precision."""
 
     fp32 = "fp32"
     fp16 = "fp16"
+    bf16 = "bf16"
+    int8 = "int8"
 
 
 class SaveKind(Choice):
