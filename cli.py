@@ -13,13 +13,14 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from exporters.artifacts import ARTIFACT_TABLE
+from exporters.builds import BUILDERS
 from exporters.checkpoints import BatchNormMode
 from ocr_deploy.backends import Backend
 from ocr_deploy.errors import OcrDeployError
 from ocr_deploy.pipeline import InferOptions
 from ocr_deploy.presets import preset_names
 from ocr_deploy.sinks import IMAGE_DEFAULT, SINKS, VIDEO_DEFAULT
-from ocr_deploy.vocabulary import Device, InputFormat, OutputKind, Precision
+from ocr_deploy.vocabulary import ArtifactFormat, Device, InputFormat, OutputKind, Precision
 from ocr_deploy.vocabulary import SizePolicy as Policy
 
 app = typer.Typer(
@@ -160,14 +161,22 @@ def convert(
     _echo_rows([("before", result.check.before.describe())] + result.check.rows())
 
 
+# Backends with a build step (exporters.builds.BUILDERS).
+BuildBackend = Enum("BuildBackend", {row.backend: row.backend for row in BUILDERS},  # type: ignore[misc]
+                    type=str)
+DEFAULT_BUILD = BuildBackend("tensorrt")
+
+
 @app.command()
 @one_line_errors
 def build(
     model: Annotated[Path, typer.Argument(help="An .onnx made by ocr-deploy export "
                                           "(FP32, or FP16 from convert).")],
-    out: Annotated[Path | None, typer.Option("-o", "--out", help="Output plan "
-                                             "[default: <model>.engine].")] = None,
-    precision: Annotated[Precision, typer.Option(help="Engine precision.")] = Precision.fp16,
+    backend: Annotated[BuildBackend, typer.Option(help="What to build for.")] = DEFAULT_BUILD,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Output file "
+                                             "[default: beside the model].")] = None,
+    precision: Annotated[Precision | None, typer.Option(
+        help="Precision [default: fp16 for tensorrt, fp32 for openvino].")] = None,
     shape: Annotated[str | None, typer.Option(help="Static input size HxW [default: the "
                                               "model's or its dataset's test size].")] = None,
     min_shape: Annotated[str | None, typer.Option(help="Dynamic profile: smallest HxW.")] = None,
@@ -178,24 +187,32 @@ def build(
     timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file, read and "
                                                       "updated.")] = None,
     opt_level: Annotated[int, typer.Option(help="Builder optimisation level 0..5.")] = 3,
-    frames: Annotated[str | None, typer.Option(help="Images to prove the FP16 graph on.")] = None,
+    frames: Annotated[str | None, typer.Option(help="Images to prove a reduced-precision "
+                                               "artifact on.")] = None,
+    calib: Annotated[str | None, typer.Option(help="Images, folder or video to calibrate INT8 "
+                                              "on [default: built-in frames].")] = None,
+    artifact_format: Annotated[ArtifactFormat | None, typer.Option(
+        "--format", help="openvino: ir (default) or onnx (QDQ, int8 only).")] = None,
+    min_agreement: Annotated[float | None, typer.Option(
+        help="openvino: least share of pixels whose labels must match FP32, in % [default: 99.9 "
+             "fp32, 99.5 bf16, 99.0 int8].")] = None,
 ) -> None:
-    """Build a TensorRT engine (plain plan + JSON sidecar) from an ocr-deploy ONNX."""
-    from exporters.tensorrt_build import BuildRequest, build_engine
+    """Build a TensorRT engine (plan + JSON sidecar) or an OpenVINO IR from an ocr-deploy ONNX."""
+    from exporters.builds import BuildOptions, run_build
     from ocr_deploy.preprocess import parse_size
 
     def size(text: str | None, option: str) -> tuple[int, int] | None:
         return parse_size(text, option) if text else None
 
-    request = BuildRequest(
-        onnx=model, output=out, precision=precision, shape=size(shape, "--shape"),
+    options = BuildOptions(
+        model=model, output=out, precision=precision, shape=size(shape, "--shape"),
         min_shape=size(min_shape, "--min-shape"), opt_shape=size(opt_shape, "--opt-shape"),
         max_shape=size(max_shape, "--max-shape"), batch=batch, workspace_gib=workspace,
-        timing_cache=timing_cache, opt_level=opt_level, frames=frames)
-    result = build_engine(request, log=_progress_line)
-    typer.echo(f"built {result.plan} ({result.plan_bytes / 1e6:.1f} MB in {result.seconds:.1f} s)")
-    _echo_rows(result.sidecar.rows() + [("sidecar", f"{result.plan}.json")]
-               + [("note", n) for n in result.notes])
+        timing_cache=timing_cache, opt_level=opt_level, frames=frames, calibration=calib,
+        format=artifact_format, min_agreement=None if min_agreement is None else min_agreement / 100)
+    built = run_build(options, backend=backend.value, log=_progress_line)
+    typer.echo(f"built {built.path} ({built.file_bytes / 1e6:.1f} MB in {built.seconds:.1f} s)")
+    _echo_rows(built.rows)
 
 
 def _save_kinds(save: str | None) -> tuple[str, ...] | None:
@@ -273,10 +290,13 @@ def demo(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("ocr-deploy-demo"),
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
     device: Annotated[Device, typer.Option(help="Where ONNX Runtime runs.")] = Device.auto,
+    backend: Annotated[BackendName | None, typer.Option(
+        help="Backend that runs the exported ONNX [default: onnxruntime].")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Export the shipped demo checkpoint, segment the sample video, write the overlay video."""
     from exporters.export_job import ExportRequest, run_export
+    from exporters.model_cache import ModelOpener
     from ocr_deploy.assets import DEMO_MODEL, demo_checkpoint, demo_video
     from ocr_deploy.fileio import ensure_output_folder
 
@@ -286,8 +306,9 @@ def demo(
     typer.echo(f"exported the demo checkpoint to {result.output} ({result.file_bytes / 1e6:.1f} MB "
                f"in {result.seconds:.1f} s)")
     _echo_rows(result.rows())
-    written = _segment(str(demo_video()), result.output, InferOptions(
-        out=out, device=device.value, max_frames=max_frames, progress=progress))
+    opener = ModelOpener(result.output, backend.value if backend else None, device)
+    written = _segment(str(demo_video()), opener, InferOptions(
+        out=out, max_frames=max_frames, progress=progress))
     videos = [path for path in written if path.suffix == ".mp4"]
     if videos:
         typer.echo(f"overlay video: {videos[0].resolve()}")

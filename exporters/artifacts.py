@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from exporters.checkpoint_files import CHECKPOINT_SUFFIXES
 from ocr_deploy.backends import BACKEND_TABLE, Backend, BackendSpec, backend_status, spec_for
@@ -27,13 +28,14 @@ def artifact_spec(path: Path, backend: str | None = None) -> BackendSpec:
 
 
 def open_artifact(path: Path, *, backend: str | None = None, device: str = "auto",
-                  threads: int | None = None, logits: bool = False) -> Backend:
+                  threads: int | None = None, logits: bool = False, **options: Any) -> Backend:
     """Open any artifact as a Backend. logits=True: an ONNX graph that computes its upsampled
-    logits only internally (labels and probs exports) also returns them, under "logits"."""
+    logits only internally (labels and probs exports) also returns them, under "logits".
+    Other options go to the backend's class (e.g. OpenVINO's mode="throughput")."""
     spec = artifact_spec(path, backend)
     if logits and spec.name == "onnxruntime":
         return _onnx_with_logits(path, device=device, threads=threads)
-    return spec.open(path, device=device, threads=threads)
+    return spec.open(path, device=device, threads=threads, **options)
 
 
 def _onnx_with_logits(path: Path, *, device: str, threads: int | None) -> Backend:

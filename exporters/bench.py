@@ -114,7 +114,7 @@ def _jobs(request: BenchRequest, work: Path,
     fp16 = work / "model_fp16.onnx"
     _write_fp16(onnx, fp16)
     jobs.append({**base, "kind": "onnxruntime", "model": str(fp16), "precision": "fp16"})
-    jobs += _tensorrt_jobs(onnx, base, work, shape, skipped, log)
+    jobs += _built_jobs(onnx, base, work, shape, skipped, log)
     reason = PYTORCH.unavailable_reason() or (None if is_checkpoint(model) else
                                               "needs the checkpoint (pass the .pth instead of "
                                               "the .onnx)")
@@ -139,26 +139,29 @@ def _write_fp16(onnx_path: Path, output: Path) -> None:
     output.write_bytes(to_mixed_fp16(onnx.load(str(onnx_path))).SerializeToString())
 
 
-def _tensorrt_jobs(onnx: Path, base: dict, work: Path, shape: tuple[int, int],
-                   skipped: list[str], log: Callable[[str], None]) -> list[dict]:
+def _built_jobs(onnx: Path, base: dict, work: Path, shape: tuple[int, int],
+                skipped: list[str], log: Callable[[str], None]) -> list[dict]:
+    """Every precision of every backend with a build step (exporters.builds) that runs here."""
+    from exporters.builds import BUILDERS, BuildOptions
     from ocr_deploy.backends import BACKENDS
 
-    reason = BACKENDS["tensorrt"].unavailable_reason()
-    if reason:
-        skipped.append(f"tensorrt: {reason}")
-        return []
-    from exporters.tensorrt_build import BuildRequest, build_engine
-
     jobs = []
-    for precision in ("fp16", "fp32"):
-        try:
-            built = build_engine(BuildRequest(onnx=onnx, output=work / f"model_{precision}.engine",
-                                              precision=precision, shape=shape,
-                                              batch=base["batch"]), log=log)
-        except OcrDeployError as error:
-            skipped.append(f"tensorrt {precision}: {error}")
+    for row in BUILDERS:
+        reason = BACKENDS[row.backend].unavailable_reason()
+        if reason:
+            skipped.append(f"{row.backend}: {reason}")
             continue
-        jobs.append({**base, "kind": "tensorrt", "model": str(built.plan), "precision": precision})
+        for precision in row.precisions:
+            options = BuildOptions(model=onnx, output=work / f"{row.backend}_{precision}{row.suffix}",
+                                   precision=precision, shape=shape if row.static_shape else None,
+                                   batch=base["batch"] if row.static_shape else None)
+            try:
+                built = row.build(options, log)
+            except OcrDeployError as error:
+                skipped.append(f"{row.backend} {precision}: {error}")
+                continue
+            jobs.append({**base, "kind": row.backend, "model": str(built.path),
+                         "precision": str(precision)})
     return jobs
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import onnx
 
+from exporters.builds import BuildOptions, BuiltArtifact, refuse_unused
 from exporters.onnx_files import load_model
 from ocr_deploy import __version__
 from ocr_deploy.backends.nvidia import gpu_info, tensorrt, tensorrt_version
@@ -210,3 +211,18 @@ def _sha256_bytes(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+
+def build_from_options(options: BuildOptions, *, log: Callable[[str], None] = lambda _: None
+                       ) -> BuiltArtifact:
+    """The `build --backend tensorrt` row of exporters.builds."""
+    refuse_unused(options, "tensorrt", calibration=None, format=None, min_agreement=None)
+    result = build_engine(BuildRequest(
+        onnx=options.model, output=options.output, precision=options.precision or Precision.fp16,
+        shape=options.shape, min_shape=options.min_shape, opt_shape=options.opt_shape,
+        max_shape=options.max_shape, batch=options.batch, workspace_gib=options.workspace_gib,
+        timing_cache=options.timing_cache, opt_level=options.opt_level, frames=options.frames),
+        log=log)
+    rows = (result.sidecar.rows() + [("sidecar", f"{result.plan}.json")]
+            + [("note", note) for note in result.notes])
+    return BuiltArtifact(result.plan, result.plan_bytes, result.seconds, rows)

@@ -128,8 +128,8 @@ class Provenance:
                              f"{', '.join(Precision.values())}")
 
     def describe_precision(self) -> str:
-        if self.precision == Precision.fp32:
-            return "fp32"
+        if self.precision != Precision.fp16:  # fp32, bf16 (an inference hint), int8
+            return self.precision
         return "fp16, " + ("OCR softmax islands in fp32" if self.fp32_islands else "no fp32 islands")
 
 

@@ -82,6 +82,20 @@ class Precision(Choice):
     int8 = "int8"
 
 
+class ArtifactFormat(Choice):
+    """What `build --backend openvino` writes: an OpenVINO IR, or (int8 only) a QDQ ONNX file."""
+
+    ir = "ir"
+    onnx = "onnx"
+
+
+class PerformanceMode(Choice):
+    """What a CPU backend (OpenVINO) tunes for: one frame at a time, or many frames at once."""
+
+    latency = "latency"
+    throughput = "throughput"
+
+
 class SaveKind(Choice):
     """What `infer` writes: per-frame images, or per-source video and CSV."""
 

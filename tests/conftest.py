@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_FIXTURES = Path(os.environ.get(
     "OCR_DEPLOY_FIXTURES", REPO.parent / "shared" / "fixtures" / "hrnet_ocr_official"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory) -> Iterator[Path]:
+    """Checkpoint exports and compiled OpenVINO models go to a cache of the test session's own,
+    never to the user's ~/.cache/ocr-deploy."""
+    folder = tmp_path_factory.mktemp("ocr_deploy_cache")
+    before = os.environ.get("OCR_DEPLOY_CACHE")
+    os.environ["OCR_DEPLOY_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("OCR_DEPLOY_CACHE", None)
+    else:
+        os.environ["OCR_DEPLOY_CACHE"] = before
 
 
 @pytest.fixture(scope="session")

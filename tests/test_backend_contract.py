@@ -138,9 +138,10 @@ def test_status_is_one_row_per_table_row():
 
 
 def test_devices_come_from_the_table(tmp_path):
-    with pytest.raises(BackendUnavailable, match="use a .onnx model there"):
+    with pytest.raises(BackendUnavailable, match="use a .onnx or .xml model there"):
         open_backend(tmp_path / "model.engine", device="cpu")
-    with pytest.raises(BackendUnavailable, match="choose one of onnxruntime, tensorrt, pytorch"):
+    with pytest.raises(BackendUnavailable,
+                       match="choose one of onnxruntime, tensorrt, openvino, pytorch"):
         open_artifact(tmp_path / "model.onnx", backend="tflite")
 
 

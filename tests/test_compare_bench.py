@@ -77,10 +77,14 @@ def test_bench_all_covers_backends_and_pytorch(tiny_checkpoint, tmp_path, monkey
     assert result.exit_code == 0, result.output
     rows = {tuple(line.split()[:2]) for line in result.stdout.splitlines()[2:] if line[:1].isalpha()}
     assert {("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("pytorch", "fp32")} <= rows
+    from ocr_deploy.backends import BACKENDS
     from ocr_deploy.backends.nvidia import tensorrt_unavailable_reason
 
     if tensorrt_unavailable_reason():
         assert "skipped tensorrt:" in result.stdout
+    if BACKENDS["openvino"].unavailable_reason() is None:  # every built precision: measured or why not
+        for precision in ("fp32", "bf16", "int8"):
+            assert ("openvino", precision) in rows or f"skipped openvino {precision}:" in result.stdout
 
 
 def test_bench_bad_input(tmp_path):

@@ -55,13 +55,17 @@ BACKEND_TABLE: tuple[BackendSpec, ...] = (
     BackendSpec(name="tensorrt", module="ocr_deploy.backends.trt",
                 backend_class="TensorRTBackend", suffixes=(".engine", ".plan"),
                 devices=(Device.auto, Device.cuda, Device.tensorrt)),
+    # .xml (an IR) picks OpenVINO; an .onnx file goes to ONNX Runtime unless --backend openvino.
+    BackendSpec(name="openvino", module="ocr_deploy.backends.openvino",
+                backend_class="OpenVinoBackend", suffixes=(".xml", ".onnx"),
+                devices=(Device.auto, Device.cpu)),
 )
 BACKENDS: dict[str, BackendSpec] = {spec.name: spec for spec in BACKEND_TABLE}
 
 
 def _who_runs_on(device: Device) -> str:
-    suffixes = [suffix for spec in BACKEND_TABLE if device in spec.devices
-                for suffix in spec.suffixes]
+    suffixes = list(dict.fromkeys(suffix for spec in BACKEND_TABLE if device in spec.devices
+                                  for suffix in spec.suffixes))
     return f"use a {' or '.join(suffixes)} model there" if suffixes else "no backend runs there"
 
 
@@ -78,7 +82,7 @@ def spec_for(path: Path, requested: str | None = None, *,
     for spec in table:
         if spec.opens(path):
             return spec
-    suffixes = [suffix for spec in table for suffix in spec.suffixes]
+    suffixes = list(dict.fromkeys(suffix for spec in table for suffix in spec.suffixes))
     raise BackendUnavailable(f"cannot tell the backend of {path.name}; models end in "
                              + " or ".join(suffixes) + " (or pass --backend)")
 
