@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from exporters.builds import BuildOptions, BuiltArtifact, refuse_unused
+from exporters.graph_compare import pixel_agreement
 from exporters.verify import VERIFICATION_SIZES
 from ocr_deploy.backends import Backend
 from ocr_deploy.backends.openvino import import_openvino, require_bf16
@@ -58,8 +59,7 @@ class BackendAgreement:
     @property
     def agreement(self) -> float:
         """Share of all pixels (over every frame) whose labels agree."""
-        pixels = np.array([f.height * f.width for f in self.frames], dtype=np.float64)
-        return float(np.dot([f.agreement for f in self.frames], pixels) / pixels.sum())
+        return pixel_agreement(self.frames)
 
     def describe(self) -> str:
         worst = min(self.frames, key=lambda f: f.agreement)
