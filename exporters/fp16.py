@@ -15,7 +15,6 @@ boundary are untied, and Resize leaves the block list only when no Resize carrie
 from __future__ import annotations
 
 import collections
-import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -160,9 +159,7 @@ def _mark_precision(model: onnx.ModelProto, *, fp32_islands: bool) -> None:
     if not any(entry.key == META_KEY for entry in model.metadata_props):
         return
     meta = model_meta(model, source="the converted graph")
-    provenance = dataclasses.replace(meta.provenance, precision=Precision.fp16.value,
-                                     fp32_islands=fp32_islands)
-    write_meta(model, dataclasses.replace(meta, provenance=provenance))
+    write_meta(model, meta.with_precision(Precision.fp16, fp32_islands=fp32_islands))
 
 
 def precision_breakdown(model: onnx.ModelProto) -> PrecisionBreakdown:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import onnx
@@ -24,18 +22,6 @@ class FrameAgreement:
     max_abs_logits: float
 
 
-class SizedAgreement(Protocol):
-    height: int
-    width: int
-    agreement: float
-
-
-def pixel_agreement(frames: Sequence[SizedAgreement]) -> float:
-    """Share of all pixels (over every frame) whose labels agree: frames weighted by size."""
-    pixels = np.array([f.height * f.width for f in frames], dtype=np.float64)
-    return float(np.dot([f.agreement for f in frames], pixels) / pixels.sum())
-
-
 @dataclass(frozen=True)
 class GraphAgreement:
     frames: tuple[FrameAgreement, ...]
@@ -43,7 +29,8 @@ class GraphAgreement:
     @property
     def agreement(self) -> float:
         """Share of all pixels (over every frame) whose labels agree."""
-        return pixel_agreement(self.frames)
+        pixels = np.array([f.height * f.width for f in self.frames], dtype=np.float64)
+        return float(np.dot([f.agreement for f in self.frames], pixels) / pixels.sum())
 
     @property
     def max_abs_logits(self) -> float:

@@ -15,21 +15,20 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from exporters.builds import BuildOptions, BuiltArtifact, refuse_unused
-from exporters.graph_compare import pixel_agreement
+from exporters.compare import Comparison, compare
 from exporters.verify import VERIFICATION_SIZES
 from ocr_deploy.backends import Backend
 from ocr_deploy.backends.openvino import import_openvino, require_bf16
 from ocr_deploy.errors import ConfigError, ExportError, VerificationError
 from ocr_deploy.fileio import atomic_write_bytes, ensure_writable_dir
 from ocr_deploy.meta import META_KEY, ModelMeta
-from ocr_deploy.preprocess import graph_input, plan_size, prepare_frame
 from ocr_deploy.testframes import synthetic_frame
 from ocr_deploy.vocabulary import ArtifactFormat, Precision, parse_choice
 
@@ -43,27 +42,21 @@ MAX_PROOF_FRAMES = 16
 
 
 @dataclass(frozen=True)
-class FrameLabels:
-    name: str
-    height: int
-    width: int
-    agreement: float
-
-
-@dataclass(frozen=True)
 class BackendAgreement:
-    """Labels of a candidate backend vs a reference backend, frame by frame."""
+    """Labels of a candidate backend vs a reference backend, frame by frame (a Comparison of
+    exporters.compare: the same pre- and post-processing, the reference's size plan)."""
 
-    frames: tuple[FrameLabels, ...]
+    comparison: Comparison
 
     @property
     def agreement(self) -> float:
         """Share of all pixels (over every frame) whose labels agree."""
-        return pixel_agreement(self.frames)
+        return self.comparison.agreement
 
     def describe(self) -> str:
-        worst = min(self.frames, key=lambda f: f.agreement)
-        return (f"labels agree {100 * self.agreement:.3f} % over {len(self.frames)} held-out "
+        frames = self.comparison.frames
+        worst = min(frames, key=lambda f: f.agreement)
+        return (f"labels agree {100 * self.agreement:.3f} % over {len(frames)} held-out "
                 f"frame(s) (lowest {100 * worst.agreement:.3f} %, {worst.name})")
 
 
@@ -86,24 +79,10 @@ def held_out_frames(meta: ModelMeta, spec: str | None = None) -> list[tuple[str,
                     for seed, (h, w) in zip(seeds, sizes, strict=True)]
 
 
-def _labels(backend: Backend, batch: np.ndarray) -> np.ndarray:
-    outputs = backend.run(batch)
-    primary = outputs[backend.meta.output.name]
-    return primary if backend.meta.output.kind == "labels" else primary.argmax(1)
-
-
 def backend_agreement(reference: Backend, candidate: Backend,
                       frames: list[tuple[str, np.ndarray]]) -> BackendAgreement:
     """Run both backends on the same prepared frames (the reference's metadata sizes them)."""
-    meta = reference.meta
-    plan = plan_size(meta)
-    results = []
-    for name, frame in frames:
-        image, _ = prepare_frame(frame, plan, meta.input)
-        batch = graph_input(np.repeat(image[None], meta.input.batch or 1, axis=0), meta.input)
-        same = _labels(reference, batch) == _labels(candidate, batch)
-        results.append(FrameLabels(name, *image.shape[:2], agreement=float(same.mean())))
-    return BackendAgreement(tuple(results))
+    return BackendAgreement(compare(reference, candidate, frames))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,12 +126,6 @@ class OpenVinoBuildResult:
 def default_output(onnx: Path, precision: Precision, artifact_format: ArtifactFormat) -> Path:
     suffix = ".onnx" if artifact_format is ArtifactFormat.onnx else ".xml"
     return onnx.with_name(f"{onnx.stem}_{precision.value}{suffix}")
-
-
-def with_precision(meta: ModelMeta, precision: Precision, *notes: str) -> ModelMeta:
-    provenance = replace(meta.provenance, precision=precision.value,
-                         notes=meta.provenance.notes + notes)
-    return replace(meta, provenance=provenance)
 
 
 @contextmanager
@@ -227,7 +200,7 @@ def _build_float(request: OpenVinoBuildRequest, meta: ModelMeta, output: Path,
         model = ov.convert_model(str(request.onnx))
     except Exception as error:  # the front end raises its own types, not importable portably
         raise ExportError(f"OpenVINO cannot convert {request.onnx} ({error})") from None
-    meta = with_precision(meta, precision)
+    meta = meta.with_precision(precision)
     frames = held_out_frames(meta, request.frames)
     with atomic_ir(output) as temporary:
         save_ir(model, meta, temporary)
@@ -252,13 +225,13 @@ def _build_int8(request: OpenVinoBuildRequest, meta: ModelMeta, output: Path,
 
         proto, check = int8.quantize_to_onnx(request.onnx, meta, calibration, held_out,
                                              min_agreement=min_agreement)
-        meta = with_precision(meta, Precision.int8)
+        meta = meta.with_precision(Precision.int8)
         write_meta(proto, meta)
         atomic_write_bytes(output, proto.SerializeToString())
         return check, meta
     model, check = int8.quantize_to_ir(request.onnx, meta, calibration, held_out,
                                        min_agreement=min_agreement)
-    meta = with_precision(meta, Precision.int8)
+    meta = meta.with_precision(Precision.int8)
     with atomic_ir(output) as temporary:
         save_ir(model, meta, temporary)
     return check, meta

@@ -197,8 +197,7 @@ def build_engine(request: BuildRequest, *, log: Callable[[str], None] = lambda _
     graph, typing, precision = _graph_for(model, meta, request, strong, notes)
     log(f"building a {precision} engine with TensorRT {trt.__version__} on {gpu.name}")
     plan = _build_plan(trt, graph, typing, profile, request)
-    meta = dataclasses.replace(meta, input=_engine_input(meta, profile),
-                               provenance=dataclasses.replace(meta.provenance, precision=precision))
+    meta = dataclasses.replace(meta.with_precision(precision), input=_engine_input(meta, profile))
     sidecar = EngineSidecar(meta, trt.__version__, gpu.name, gpu.compute_capability,
                             str(request.onnx.resolve()), sha256_of(request.onnx),
                             _sha256_bytes(plan), precision, typing, profile, __version__)

@@ -7,7 +7,7 @@ ONNX `metadata_props` (key META_KEY) or, for a TensorRT plan, a JSON sidecar.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from ocr_deploy.errors import ModelFileError
@@ -145,6 +145,13 @@ class ModelMeta:
     @property
     def num_classes(self) -> int:
         return self.network.num_classes
+
+    def with_precision(self, precision: str, *, fp32_islands: bool | None = None) -> ModelMeta:
+        """The same model recorded at another precision (conversions, builds); fp32_islands
+        None keeps what the provenance says."""
+        islands = self.provenance.fp32_islands if fp32_islands is None else fp32_islands
+        return replace(self, provenance=replace(self.provenance, precision=str(precision),
+                                                fp32_islands=islands))
 
     def deployment_size(self) -> tuple[int, int] | None:
         """The size the model usually runs at: its fixed input, else its dataset's test size."""
