@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_FIXTURES = Path(os.environ.get(
     "OCR_DEPLOY_FIXTURES", REPO.parent / "shared" / "fixtures" / "hrnet_ocr_official"))
+FAMILY_FIXTURES = Path(os.environ.get(
+    "OCR_DEPLOY_FAMILY_FIXTURES", REPO.parent / "shared" / "fixtures" / "model_families"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -34,6 +38,34 @@ def reference_fixtures() -> Path:
             pytest.fail(f"reference fixtures missing at {REFERENCE_FIXTURES}")
         pytest.skip(f"reference fixtures not found at {REFERENCE_FIXTURES}")
     return REFERENCE_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def family_fixtures() -> Path:
+    """The other frameworks' fixtures (openseg.pytorch, OCNet.pytorch, mmsegmentation)."""
+    if not FAMILY_FIXTURES.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"model-family fixtures missing at {FAMILY_FIXTURES}")
+        pytest.skip(f"model-family fixtures not found at {FAMILY_FIXTURES}")
+    return FAMILY_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def family_checkpoint(family_fixtures, tmp_path_factory) -> Callable[..., Path]:
+    """make(NAME, layout=None): the fixture NAME rebuilt in its framework's own container by the
+    fixture's make_checkpoint.py (once per test session and layout)."""
+    made: dict[tuple[str, str | None], Path] = {}
+    folder = tmp_path_factory.mktemp("family_checkpoints")
+
+    def make(name: str, layout: str | None = None) -> Path:
+        if (name, layout) not in made:
+            out = folder / f"{name}_{layout or 'default'}.pth"
+            command = [sys.executable, str(family_fixtures / "make_checkpoint.py"), name, str(out)]
+            subprocess.run(command + (["--layout", layout] if layout else []), check=True)
+            made[name, layout] = out
+        return made[name, layout]
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -115,6 +115,11 @@ class ModelFamily(ABC, Generic[Config]):
 
     key: ClassVar[str]  # stored in NetworkSpec.family, e.g. "hrnet_ocr"
     title: ClassVar[str]  # display name, e.g. "HRNet-OCR"
+    # The codebase whose checkpoints this family reads, e.g. "openseg.pytorch", and the model names
+    # that codebase's own configuration uses for it (openseg's config_dict['network']['model_name']),
+    # so a container's stated model can be checked against the family the keys say.
+    framework: ClassVar[str] = "HRNet-OCR reference"
+    framework_models: ClassVar[tuple[str, ...]] = ()
     config_type: ClassVar[type]
     required_keys: ClassVar[tuple[str, ...]]  # present in every state dict of the family
     example_key: ClassVar[str]  # a distinctive key, named in error messages
