@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e ".[export,dev]"
+	# Type stubs of TensorRT for the static check; --no-deps: their metadata pins tensorrt 10.13,
+	# whose libraries download from NVIDIA's own index only (and are not needed to type-check).
+	$(BIN)/python -m pip install --quiet --no-deps "tensorrt-stubs==10.13.0.35.1"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -22,6 +25,8 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check .
+	# The GPU modules against tensorrt-stubs and typings/ ([tool.basedpyright] in pyproject.toml).
+	$(BIN)/basedpyright
 	$(BIN)/python -m pytest -q -n 2
 
 clean:

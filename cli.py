@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -20,6 +21,7 @@ from ocr_deploy.errors import OcrDeployError
 from ocr_deploy.pipeline import InferOptions
 from ocr_deploy.presets import preset_names
 from ocr_deploy.sinks import IMAGE_DEFAULT, SINKS, VIDEO_DEFAULT
+from ocr_deploy.sources.headers import DEFAULT_MAX_PIXELS
 from ocr_deploy.vocabulary import ArtifactFormat, Device, InputFormat, OutputKind, Precision
 from ocr_deploy.vocabulary import SizePolicy as Policy
 
@@ -53,7 +55,7 @@ def one_line_errors(command: Command) -> Command:
         try:
             return command(*args, **kwargs)
         except OcrDeployError as error:
-            typer.echo(f"error: {error}", err=True)
+            typer.echo(f"error: {_one_line(error)}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
@@ -63,12 +65,17 @@ def one_line_errors(command: Command) -> Command:
             if os.environ.get("OCR_DEPLOY_TRACEBACK") or \
                     type(error).__module__.split(".")[0] in ("typer", "click"):
                 raise
-            typer.echo(f"error: unexpected {type(error).__name__}: {error} (set "
+            typer.echo(f"error: unexpected {type(error).__name__}: {_one_line(error)} (set "
                        "OCR_DEPLOY_TRACEBACK=1 to see the traceback, and please report it)",
                        err=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _one_line(error: BaseException) -> str:
+    """OpenCV's and ONNX Runtime's messages hold newlines; an error stays one line."""
+    return " ".join(str(error).split())
 
 
 @app.command()
@@ -117,13 +124,16 @@ def export(
     result = run_export(request, log=_progress_line)
     typer.echo(f"exported {result.output} ({result.file_bytes / 1e6:.1f} MB in "
                f"{result.seconds:.1f} s)")
-    _echo_rows(result.rows())
+    from ocr_deploy.attention import attention_rows
+
+    _echo_rows(result.rows() + attention_rows(result.meta))
 
 
 @app.command()
 @one_line_errors
 def info(model: Annotated[Path | None, typer.Argument(
-        help="An .onnx or .engine made by ocr-deploy [default: only list the backends].")] = None
+        help="An .onnx or .engine made by ocr-deploy, or a checkpoint (what exporting it would "
+             "give) [default: only list the backends].")] = None
          ) -> None:
     """Print what a model computes and where it came from, and which backends run here."""
     from exporters.artifacts import artifact_info
@@ -187,6 +197,14 @@ def build(
     timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file, read and "
                                                       "updated.")] = None,
     opt_level: Annotated[int, typer.Option(help="Builder optimisation level 0..5.")] = 3,
+    tf32: Annotated[bool, typer.Option(help="tensorrt: allow TF32 in FP32 layers (faster on "
+                                       "Ampere+, 10-bit mantissas) [default: off].")] = False,
+    version_compatible: Annotated[bool, typer.Option(
+        help="tensorrt: a plan the lean runtime (tensorrt-lean) and later TensorRT of the same "
+             "major version run.")] = False,
+    exclude_lean_runtime: Annotated[bool, typer.Option(
+        help="tensorrt, with --version-compatible: leave the lean runtime out of the plan "
+             "(smaller; run it with tensorrt-lean of the same version).")] = False,
     frames: Annotated[str | None, typer.Option(help="Images to prove a reduced-precision "
                                                "artifact on.")] = None,
     calib: Annotated[str | None, typer.Option(help="Images, folder or video to calibrate INT8 "
@@ -209,7 +227,8 @@ def build(
         min_shape=size(min_shape, "--min-shape"), opt_shape=size(opt_shape, "--opt-shape"),
         max_shape=size(max_shape, "--max-shape"), batch=batch, workspace_gib=workspace,
         timing_cache=timing_cache, opt_level=opt_level, frames=frames, calibration=calib,
-        format=artifact_format, min_agreement=None if min_agreement is None else min_agreement / 100)
+        format=artifact_format, min_agreement=None if min_agreement is None else min_agreement / 100,
+        tf32=tf32, version_compatible=version_compatible, exclude_lean_runtime=exclude_lean_runtime)
     built = run_build(options, backend=backend.value, log=_progress_line)
     typer.echo(f"built {built.path} ({built.file_bytes / 1e6:.1f} MB in {built.seconds:.1f} s)")
     _echo_rows(built.rows)
@@ -245,12 +264,24 @@ def infer(
     size: Annotated[str | None, typer.Option(help="Network input size HxW, e.g. 512x1024.")] = None,
     policy: Annotated[Policy, typer.Option(
         help="auto: native size for dynamic models, letterbox for fixed ones; reference: the "
-             "dataset's reference test-size policy.")] = Policy.auto,
+             "dataset's reference test-size policy; sliding: overlapping --tile windows, scores "
+             "averaged (needs a logits or probs export).")] = Policy.auto,
+    tile: Annotated[str | None, typer.Option(help="--policy sliding: tile HxW, e.g. 512x512 "
+                                             "[default: a fixed model's input].")] = None,
+    overlap: Annotated[float | None, typer.Option(help="--policy sliding: share of a tile that "
+                                                  "neighbours overlap, 0..<1 [default: 0.33].")] = None,
     stride: Annotated[int, typer.Option(help="Process every N-th video frame.")] = 1,
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
     recursive: Annotated[bool, typer.Option(help="Search folders recursively.")] = False,
     batch: Annotated[int, typer.Option(help="Frames per inference call.")] = 1,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Also replace files of the outputs' names that "
+                                            "ocr-deploy did not write, or that changed since "
+                                            "[default: refuse; its own earlier outputs are "
+                                            "replaced].")] = False,
+    max_pixels: Annotated[float, typer.Option(
+        help="Refuse frames with more pixels (read from the file header, before decoding); "
+             "0 for no limit.")] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Segment images, folders, videos, cameras or streams; write labels, colours, overlays."""
     from exporters.model_cache import model_opener
@@ -261,8 +292,9 @@ def infer(
                           device=device, log=_progress_line)
     _segment(source, opener, InferOptions(
         out=out, save=_save_kinds(save), alpha=alpha, size=parse_size(size) if size else None,
-        policy=policy, stride=stride, max_frames=max_frames, recursive=recursive, batch=batch,
-        progress=progress))
+        policy=policy, tile=parse_size(tile, "--tile") if tile else None, overlap=overlap,
+        stride=stride, max_frames=max_frames, recursive=recursive, batch=batch,
+        progress=progress, overwrite=overwrite, max_pixels=int(max_pixels) or None))
 
 
 def _progress_line(message: str) -> None:
@@ -277,6 +309,10 @@ def _segment(source: str, model: Path | Callable[[], Backend], options: InferOpt
                              log=lambda line: typer.echo(line, err=True))
     for line in summary.lines():
         typer.echo(line)
+    if summary.abandoned:  # a second signal: stage threads still run native code; leave now
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     if summary.interrupted:
         raise typer.Exit(130)
     if summary.error or summary.frames == 0:
@@ -293,22 +329,33 @@ def demo(
     backend: Annotated[BackendName | None, typer.Option(
         help="Backend that runs the exported ONNX [default: onnxruntime].")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Also replace files of the demo's output names "
+                                            "that ocr-deploy did not write, or that changed since "
+                                            "[default: refuse; an earlier demo's files are "
+                                            "replaced].")] = False,
 ) -> None:
     """Export the shipped demo checkpoint, segment the sample video, write the overlay video."""
     from exporters.export_job import ExportRequest, run_export
     from exporters.model_cache import ModelOpener
     from ocr_deploy.assets import DEMO_MODEL, demo_checkpoint, demo_video
-    from ocr_deploy.fileio import ensure_output_folder
+    from ocr_deploy.fileio import ensure_output_folder, remove_empty_folders
+    from ocr_deploy.sinks import OutputClaims
 
-    ensure_output_folder(out)
-    result = run_export(ExportRequest(weights=demo_checkpoint(), output=out / DEMO_MODEL,
-                                      dataset="cityscapes"), log=_progress_line)
+    created = ensure_output_folder(out)
+    claims = OutputClaims(out, overwrite=overwrite)  # an earlier demo's own export is replaced
+    try:
+        result = run_export(ExportRequest(weights=demo_checkpoint(), output=claims.claim(DEMO_MODEL),
+                                          dataset="cityscapes"), log=_progress_line)
+    except BaseException:
+        remove_empty_folders(created)
+        raise
+    claims.record([result.output])
     typer.echo(f"exported the demo checkpoint to {result.output} ({result.file_bytes / 1e6:.1f} MB "
                f"in {result.seconds:.1f} s)")
     _echo_rows(result.rows())
     opener = ModelOpener(result.output, backend.value if backend else None, device)
     written = _segment(str(demo_video()), opener, InferOptions(
-        out=out, max_frames=max_frames, progress=progress))
+        out=out, max_frames=max_frames, progress=progress, overwrite=overwrite))
     videos = [path for path in written if path.suffix == ".mp4"]
     if videos:
         typer.echo(f"overlay video: {videos[0].resolve()}")
@@ -355,9 +402,13 @@ def evaluate(
     layout: Annotated[str, typer.Option(help="auto, cityscapes or pairs.")] = "auto",
     flip: Annotated[bool, typer.Option(help="Average with the mirrored image "
                                        "(needs a logits or probs export).")] = False,
-    scales: Annotated[str, typer.Option(help="Comma list of scales, e.g. 0.75,1,1.25 "
-                                        "(needs a logits or probs export).")] = "1",
+    scales: Annotated[str, typer.Option(help="Comma list of scales, e.g. 0.75,1,1.25; scales "
+                                        "> 1 run in windows of the scale-1 input, as the "
+                                        "reference (needs a logits or probs export).")] = "1",
     policy: Annotated[Policy, typer.Option(help="Test-size policy.")] = Policy.reference,
+    tile: Annotated[str | None, typer.Option(help="--policy sliding: tile HxW.")] = None,
+    overlap: Annotated[float | None, typer.Option(help="--policy sliding: share of a tile "
+                                                  "that neighbours overlap [default: 0.33].")] = None,
     device: Annotated[Device, typer.Option(help="Where ONNX Runtime runs.")] = Device.auto,
     backend: Annotated[BackendName | None, typer.Option(
         help="Backend [default: from the file; pytorch for a checkpoint].")] = None,
@@ -366,12 +417,14 @@ def evaluate(
 ) -> None:
     """mIoU, per-class IoU, pixel and mean accuracy on a labelled dataset."""
     from exporters.eval_job import EvalRequest, parse_scales, run_eval
+    from ocr_deploy.preprocess import parse_size
 
     report = run_eval(EvalRequest(model=model, data=data,
                                   dataset=dataset.value if dataset else None, split=split,
                                   layout=layout, flip=flip, scales=parse_scales(scales),
                                   policy=policy.value, device=device.value,
-                                  backend=backend.value if backend else None,
+                                  tile=parse_size(tile, "--tile") if tile else None,
+                                  overlap=overlap, backend=backend.value if backend else None,
                                   show_progress=progress))
     typer.echo(report.to_json() if as_json else "\n".join(report.lines()))
 
@@ -413,11 +466,19 @@ def bench(
         report.plot(plot)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     # OpenCV and FFmpeg print their own warnings (missing cameras, refused streams) before our
     # one-line error; the command line keeps them quiet unless the user asks otherwise.
     os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    # SIGTERM (docker stop, systemd, timeout) stops like Ctrl-C: temporaries removed, outputs
+    # finalised with the frames done.
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _terminate)
     app(prog_name="ocr-deploy")
 
 

@@ -69,8 +69,14 @@ def artifact_info(path: Path | None) -> ArtifactInfo:
                 for name, ok, detail in backend_status()]
     if path is None:
         return ArtifactInfo(None, [], backends)
-    module = artifact_spec(path).load()
-    meta = module.read_meta(path)
-    rows = (describe_meta(meta) + module.artifact_rows(path)
-            + [("note", note) for note in meta.provenance.notes])
+    spec = artifact_spec(path)
+    if spec is PYTORCH:  # a checkpoint: what it is and what exporting it would give
+        from exporters.checkpoint_info import checkpoint_rows
+
+        rows = checkpoint_rows(path)
+    else:
+        module = spec.load()
+        meta = module.read_meta(path)
+        rows = (describe_meta(meta) + module.artifact_rows(path)
+                + [("note", note) for note in meta.provenance.notes])
     return ArtifactInfo(f"{path} ({path.stat().st_size / 1e6:.1f} MB)", rows, backends)

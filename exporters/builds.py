@@ -38,6 +38,9 @@ class BuildOptions:
     calibration: str | None = None  # images/video for INT8 calibration (OpenVINO)
     format: str | None = None  # OpenVINO: "ir" (default) or "onnx" (QDQ, INT8 only)
     min_agreement: float | None = None  # share of labels equal to FP32; None: the builder's gate
+    tf32: bool = False  # TensorRT: allow TF32 in FP32 layers
+    version_compatible: bool = False  # TensorRT: a plan the lean runtime can run
+    exclude_lean_runtime: bool = False  # TensorRT: ... without the lean runtime inside the plan
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,17 @@ BUILDERS: tuple[BuilderRow, ...] = (
 )
 
 
+# Options only the TensorRT builder reads, as name=default: refused for every other backend.
+TENSORRT_ONLY: dict[str, object] = {"tf32": False, "version_compatible": False,
+                                    "exclude_lean_runtime": False}
+
+
 def run_build(options: BuildOptions, *, backend: str = "tensorrt",
               log: Callable[[str], None] = lambda _: None) -> BuiltArtifact:
     for row in BUILDERS:
         if row.backend == backend:
+            if backend != "tensorrt":
+                refuse_unused(options, backend, **TENSORRT_ONLY)
             return row.build(options, log)
     raise ConfigError(f"--backend {backend} has no build step; `build` makes artifacts for "
                       f"{', '.join(row.backend for row in BUILDERS)} (ONNX Runtime runs the "

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pickle
+import struct
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from exporters.safe_unpickle import RefusedGlobal, RestrictedPickle, legacy_storage_bytes
 from ocr_deploy.errors import CheckpointError
 
 # Longest first: 'x.pth.tar' ends in both '.pth.tar' and '.tar'.
@@ -26,7 +29,8 @@ def checkpoint_stem(path: Path) -> str:
     return name
 
 _ZIP_MAGIC = b"PK\x03\x04"
-_PICKLE_PROTOCOL_2 = b"\x80\x02"
+_PICKLE_PROTO = 0x80  # a pickle of protocol 2 or later starts PROTO, version
+_PICKLE_PROTOCOLS = range(2, 6)
 
 
 def save_release_checkpoint(state_dict: dict, path: Path, *, loss_weights: Any = None) -> Path:
@@ -45,7 +49,8 @@ def save_release_checkpoint(state_dict: dict, path: Path, *, loss_weights: Any =
 
 
 def read_weights_file(path: Path) -> Any:
-    """The object stored in a checkpoint (a dict of tensors, possibly nested in containers)."""
+    """The object stored in a checkpoint (a dict of tensors, possibly nested in containers).
+    Pickled files are read without running any pickled code (exporters.safe_unpickle)."""
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     if not path.is_file():
@@ -53,7 +58,7 @@ def read_weights_file(path: Path) -> Any:
                               ".safetensors checkpoint")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes); download or copy the checkpoint again")
-    if path.suffix == ".safetensors":
+    if path.name.lower().endswith(".safetensors"):
         return _read_safetensors(path)
     return _read_torch_file(path)
 
@@ -74,22 +79,45 @@ def _read_torch_file(path: Path) -> Any:
 
     with path.open("rb") as stream:
         head = stream.read(4)
-    if head == _ZIP_MAGIC:
-        _check_torch_zip(path)
-    elif not head.startswith(_PICKLE_PROTOCOL_2):
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a "
-                              "pickle); pass the .pth/.pth.tar file the trainer saved")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "weights_only" in str(error) or "Weights only load failed" in str(error):
-            raise CheckpointError(
-                f"{path} stores Python objects besides tensors and would need unsafe unpickling, "
-                "which ocr-deploy never does; re-save it where it was made with "
-                "torch.save(model.state_dict(), 'weights.pth')") from None
+        if head == _ZIP_MAGIC:
+            _check_torch_zip(path)
+        elif len(head) > 1 and head[0] == _PICKLE_PROTO and head[1] in _PICKLE_PROTOCOLS:
+            _check_legacy_claims(path)
+        else:
+            raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor "
+                                  "a pickle); pass the .pth/.pth.tar file the trainer saved")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=False,
+                              pickle_module=RestrictedPickle)
+    except RefusedGlobal as refused:
+        raise CheckpointError(_refusal(path, refused)) from None
+    except MemoryError:
+        raise CheckpointError(f"{path} claims more memory than this machine has; it is damaged or "
+                              "crafted: copy the checkpoint again from its source") from None
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError, TypeError,
+            AttributeError, IndexError, KeyError, struct.error) as error:
         raise _truncated(path, error) from None
-    except (EOFError, RuntimeError, ValueError, OSError) as error:
-        raise _truncated(path, error) from None
+
+
+def _refusal(path: Path, refused: RefusedGlobal) -> str:
+    if refused.runs_code:
+        return (f"{path} is not plain weights: its pickle calls {refused.name}, which would run "
+                "code when loaded; ocr-deploy never runs pickled code. Do not load this file "
+                "anywhere (it may be malicious); get the checkpoint again from its source")
+    return (f"{path} stores Python objects besides tensors ({refused.name}) and would need unsafe "
+            "unpickling, which ocr-deploy never does; re-save it where it was made with "
+            "torch.save(model.state_dict(), 'weights.pth')")
+
+
+def _check_legacy_claims(path: Path) -> None:
+    """A legacy file's storages must fit in it: PyTorch allocates what they claim first."""
+    claimed, size = legacy_storage_bytes(path), path.stat().st_size
+    if claimed > size:
+        raise CheckpointError(f"{path} claims {claimed / 1e6:.1f} MB of tensor data but the file "
+                              f"holds {size / 1e6:.1f} MB; it is truncated or crafted: copy the "
+                              "checkpoint again")
 
 
 def _check_torch_zip(path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exporters.checkpoint_files import read_weights_file
+from exporters.containers import CheckpointSource, unwrap
 from exporters.models import FAMILIES, rank_families
 from exporters.models.base import FamilyMatch, ModelFamily, OutputContract
 from ocr_deploy.errors import CheckpointError
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
 # Longest first, so 'module.model.' wins over 'module.'.
 KNOWN_PREFIXES = ("module.model.", "model.", "module.")
-_CONTAINER_KEYS = ("state_dict", "model", "model_state_dict")
 _LOSS_KEY = re.compile(r"^(module\.)?loss\.")
 INPLACE_ABN_EPS = 1e-5
 
@@ -46,6 +46,7 @@ class Checkpoint:
     config: Any  # the family's configuration type, e.g. OcrConfig
     state_dict: dict[str, torch.Tensor]
     layout: str
+    source: CheckpointSource
     notes: tuple[str, ...] = ()
 
     def build_model(self) -> nn.Module:
@@ -62,42 +63,44 @@ class Checkpoint:
 def load_checkpoint(path: Path, *, align_corners: bool | None = None,
                     batch_norm: BatchNormMode = BatchNormMode.auto) -> Checkpoint:
     """Read a checkpoint of any known family; no config file needed. `align_corners` None: the
-    family's default (True for HRNet-OCR, like every released model)."""
+    family's default (True for HRNet-OCR, like every released model). Weights are checked
+    (exporters.weight_checks) and the container's statements cross-checked against them
+    (exporters.source_checks) before anything is built."""
+    from exporters.source_checks import check_source
+    from exporters.weight_checks import check_num_classes, check_weights
+
     stored = read_weights_file(path)
-    tensors, container = unwrap(stored, path)
+    tensors, source = unwrap(stored, path)
     weights, prefix, dropped = strip_prefix(tensors, path)
+    check_weights(weights, path)
     family = identify_family(weights, path)
     config = family.infer_config(weights, align_corners=align_corners)
-    weights, bn_notes = convert_batch_norm(weights, batch_norm)
+    spec = family.network_spec(config)
+    check_num_classes(spec.num_classes, path)
+    check_source(source, family, spec, path)
+    mode, reason = _stated_batch_norm(batch_norm, source)
+    weights, bn_notes = convert_batch_norm(weights, mode, reason=reason)
+    container = source.container
     layout = f"{container}, keys prefixed {prefix!r}" if prefix else f"{container}, no key prefix"
-    notes = tuple(bn_notes)
+    notes = source.notes + tuple(bn_notes)
     if dropped:
         notes = (f"dropped {len(dropped)} training-only key(s): {', '.join(dropped)}",) + notes
     return Checkpoint(path=path, sha256=sha256_of(path), family=family, config=config,
-                      state_dict=weights, layout=layout, notes=notes)
+                      state_dict=weights, layout=layout, source=source, notes=notes)
 
 
-def unwrap(stored: Any, path: Path) -> tuple[dict[str, torch.Tensor], str]:
-    """Find the flat name -> tensor dict inside the containers trainers wrap it in."""
-    import torch
+# A container's stated normalisation layer (openseg's config_dict['network']['bn_type']).
+_STATED_BATCH_NORM = {"inplace_abn": BatchNormMode.inplace_abn, "torchbn": BatchNormMode.plain,
+                      "torchsyncbn": BatchNormMode.plain, "syncbn": BatchNormMode.plain}
 
-    container = "flat state dict"
-    for _ in range(3):
-        if not isinstance(stored, dict):
-            break
-        inner = next((key for key in _CONTAINER_KEYS if isinstance(stored.get(key), dict)), None)
-        if inner is None:
-            break
-        container = f"training checkpoint ({inner!r} entry)"
-        stored = stored[inner]
-    if not isinstance(stored, dict) or not stored:
-        raise CheckpointError(f"{path} holds no state dict (found {type(stored).__name__}); "
-                              "pass a checkpoint saved with torch.save(model.state_dict(), ...)")
-    not_tensors = [key for key, value in stored.items() if not isinstance(value, torch.Tensor)]
-    if not_tensors:
-        raise CheckpointError(f"{path}: entries {not_tensors[:3]} are not tensors; expected a "
-                              "state dict (or a training checkpoint with a 'state_dict' entry)")
-    return stored, container
+
+def _stated_batch_norm(mode: BatchNormMode,
+                       source: CheckpointSource) -> tuple[BatchNormMode, str | None]:
+    """--batch-norm auto follows the container's bn_type when it states one."""
+    stated = _STATED_BATCH_NORM.get(source.bn_type or "")
+    if mode is not BatchNormMode.auto or stated is None:
+        return mode, None
+    return stated, f"the checkpoint's bn_type is {source.bn_type!r}"
 
 
 def strip_prefix(tensors: dict[str, torch.Tensor],
@@ -135,8 +138,8 @@ def _no_family_message(path: Path, closest: FamilyMatch) -> str:
             f"{closest.title}, but {closest.reason}; pass a checkpoint of {known}")
 
 
-def convert_batch_norm(weights: dict[str, torch.Tensor],
-                       mode: BatchNormMode) -> tuple[dict[str, torch.Tensor], list[str]]:
+def convert_batch_norm(weights: dict[str, torch.Tensor], mode: BatchNormMode, *,
+                       reason: str | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Make BatchNorm entries loadable by plain BatchNorm2d, converting InPlaceABN scales.
 
     InPlaceABN computes scale = |weight| + eps. Files saved by torch 0.4.0 (the reference's
@@ -158,10 +161,11 @@ def convert_batch_norm(weights: dict[str, torch.Tensor],
     if apply_abn:
         for name in norms:
             converted[f"{name}.weight"] = weights[f"{name}.weight"].abs() + INPLACE_ABN_EPS
-        reason = "no num_batches_tracked: a torch 0.4 InPlaceABN-era file" if legacy else "asked"
+        if reason is None:
+            reason = "no num_batches_tracked: a torch 0.4 InPlaceABN-era file" if legacy else "asked"
         notes.append(f"InPlaceABN scales converted to |w|+{INPLACE_ABN_EPS:g} in {len(norms)} "
                      f"BatchNorm layers ({reason}); pass --batch-norm plain to keep them as stored")
-    elif negative and mode is BatchNormMode.auto:
+    elif negative and mode is BatchNormMode.auto and reason is None:
         notes.append(f"warning: {negative} BatchNorm layers have negative scales; if this model "
                      "was trained with InPlaceABN, export again with --batch-norm inplace-abn")
     return converted, notes

@@ -27,6 +27,8 @@ class EvalRequest:
     flip: bool = False
     scales: tuple[float, ...] = (1.0,)
     policy: str = SizePolicy.reference
+    tile: tuple[int, int] | None = None  # --policy sliding
+    overlap: float | None = None  # --policy sliding [default: tiling.DEFAULT_OVERLAP]
     device: str = Device.auto
     backend: str | None = None  # default: from the file (PyTorch for a checkpoint)
     show_progress: bool = True
@@ -54,7 +56,8 @@ def run_eval(request: EvalRequest) -> EvalReport:
 
     backend = open_artifact(request.model, backend=request.backend, device=request.device)
     try:
-        segmenter = Segmenter(backend, policy=request.policy)
+        segmenter = Segmenter(backend, policy=request.policy, tile=request.tile,
+                              overlap=request.overlap)
         check_dataset(segmenter.meta, request.dataset)
         scan = scan_dataset(request.data, layout=request.layout, split=request.split)
         return evaluate_dataset(segmenter, scan, scales=request.scales, flip=request.flip,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from exporters.checkpoint_dataset import dataset_for
 from exporters.checkpoint_files import checkpoint_stem
 from exporters.checkpoints import BatchNormMode, Checkpoint, load_checkpoint
 from exporters.fp16_job import MIN_FP16_AGREEMENT, Fp16Check, make_fp16, verification_frames
@@ -18,9 +19,8 @@ from exporters.verify import MAX_LOGIT_DELTA, MIN_AGREEMENT, Verification
 from ocr_deploy import __version__
 from ocr_deploy.errors import ConfigError, VerificationError
 from ocr_deploy.fileio import atomic_write_bytes, ensure_writable_dir
-from ocr_deploy.meta import MIN_SIDE, DatasetSpec, InputSpec, ModelMeta, OutputSpec, Provenance
+from ocr_deploy.meta import MIN_SIDE, InputSpec, ModelMeta, OutputSpec, Provenance
 from ocr_deploy.postprocess import label_dtype
-from ocr_deploy.presets import resolve_preset
 from ocr_deploy.vocabulary import InputFormat, OutputKind, Precision, parse_choice
 
 if TYPE_CHECKING:
@@ -122,15 +122,14 @@ def build_meta(checkpoint: Checkpoint, request: ExportRequest, dataset: str | No
                notes: list[str]) -> ModelMeta:
     network = checkpoint.network_spec()
     normalisation = checkpoint.output_contract().normalisation
-    preset, note = resolve_preset(dataset, network.num_classes)
+    dataset_spec, note = dataset_for(checkpoint.source, network.num_classes, dataset)
     if note:
         notes.append(note)
     kind = request.output_kind
     dtype = np.dtype(label_dtype(network.num_classes)).name if kind == "labels" else "float32"
     return ModelMeta(
         network=network,
-        dataset=DatasetSpec(preset.name, preset.classes, preset.palette, preset.test_policy,
-                            preset.flip_pairs),
+        dataset=dataset_spec,
         input=InputSpec(format=request.input_format, mean=normalisation.mean,
                         std=normalisation.std, batch=request.batch, height=request.height,
                         width=request.width),

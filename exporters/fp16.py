@@ -1,9 +1,13 @@
-"""Mixed-precision ONNX for strongly typed TensorRT: FP16 everywhere except the OCR islands.
+"""Mixed-precision ONNX for strongly typed TensorRT: FP16 everywhere except the softmax islands.
 
 HRNet-OCR has two softmaxes that FP16 cannot hold: the gather softmax runs over every pixel of
 the 1/4 map, so most of its probabilities fall below FP16's normal range, and the attention
-softmax over the K regions sits between two MatMuls. Each island (Softmax, the MatMul that
-consumes it, and the MatMul/Mul chain that produces it) stays FP32; the rest becomes FP16.
+softmax over the K regions sits between two MatMuls. OCNet's OC blocks (Base-OC, Pyramid-OC,
+ASP-OC) have the same shape at a larger scale: a query-key similarity over all positions,
+scaled, a softmax over thousands of positions, then attention times value. Each island (the
+Softmax, the MatMuls that consume it, the Mul/Div chain and MatMul that produce it, and the
+layout-only ops in between: a transposed attention map, say) stays FP32; the rest becomes FP16.
+Islands are found by graph structure alone, never by node names.
 
 Conversion uses onnxconverter-common's float16 converter: pure Python, no torch or CUDA, and it
 keeps adjacent blocked nodes FP32 end to end (onnxruntime.transformers' fork rounds between
@@ -25,7 +29,11 @@ from ocr_deploy.errors import ExportError
 from ocr_deploy.meta import META_KEY
 from ocr_deploy.vocabulary import Precision
 
-_ISLAND_PRODUCERS = ("Mul", "Div", "MatMul")
+_PRODUCTS = ("MatMul", "Einsum")  # the similarity (query . key) and attention . value
+_SCALES = ("Mul", "Div")  # the similarity's scale, key_channels ** -0.5 or 1 / sqrt(channels)
+# Ops that only move values: between a softmax and its products they must stay FP32 too, or the
+# converter would round the attention map to FP16 on its way.
+_LAYOUT_OPS = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 _FLOAT_TYPES = {TensorProto.FLOAT: "fp32", TensorProto.FLOAT16: "fp16"}
 _SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Reshape", "Cast",
               "Constant", "Transpose", "Identity", "ConstantOfShape"}
@@ -53,28 +61,68 @@ def _graph_index(graph: onnx.GraphProto) -> tuple[dict, dict]:
     return producers, consumers
 
 
+def _consumer_paths(softmax: onnx.NodeProto, consumers: dict) -> list[str]:
+    """The products reading the softmax, directly or through layout-only ops, and those ops."""
+    found: list[str] = []
+    frontier = [(user, ()) for user in consumers[softmax.output[0]]]
+    while frontier:
+        user, path = frontier.pop()
+        if user.op_type in _PRODUCTS:
+            found += [*path, user.name]
+        elif user.op_type in _LAYOUT_OPS:
+            frontier += [(after, (*path, user.name)) for after in consumers[user.output[0]]]
+    return list(dict.fromkeys(found))
+
+
+def _producer_chain(softmax: onnx.NodeProto, producers: dict) -> list[str]:
+    """The scale chain and product computing the softmax's input, through layout-only ops; empty
+    when the input comes from anything else (e.g. the OCR gather's reshaped class scores)."""
+    chain: list[str] = []
+    pending: list[str] = []  # layout ops kept only if a scale or product lies beyond them
+    source = producers.get(softmax.input[0])
+    while source is not None:
+        if source.op_type in _LAYOUT_OPS:
+            pending.append(source.name)
+            source = producers.get(source.input[0])
+            continue
+        if source.op_type not in (*_PRODUCTS, *_SCALES):
+            break
+        chain += [*pending, source.name]
+        pending = []
+        if source.op_type in _PRODUCTS:
+            break
+        # a scale may sit on either side of the Mul/Div: follow the operand a node produced
+        source = next((producers[name] for name in source.input if name in producers
+                       and producers[name].op_type in (*_PRODUCTS, *_SCALES, *_LAYOUT_OPS)), None)
+    return chain
+
+
 def find_fp32_islands(model: onnx.ModelProto) -> list[list[str]]:
-    """Node names of each Softmax that feeds a MatMul, with its consumer and producer chain."""
+    """Node names of each Softmax that feeds a MatMul (or Einsum), with its consumers and the
+    chain producing it (see the module docstring). Nodes must have names (to_mixed_fp16 names
+    unnamed ones first)."""
     producers, consumers = _graph_index(model.graph)
     islands = []
     for node in model.graph.node:
         if node.op_type != "Softmax":
             continue
-        users = [user for user in consumers[node.output[0]] if user.op_type == "MatMul"]
+        users = _consumer_paths(node, consumers)
         if not users:
             continue  # e.g. the probs head over classes: FP16 is fine there
-        island = [node.name] + [user.name for user in users]
-        source = producers.get(node.input[0])
-        while source is not None and source.op_type in _ISLAND_PRODUCERS:
-            island.append(source.name)
-            if source.op_type == "MatMul":
-                break
-            # a scale may sit on either side of the Mul/Div: follow the operand a node produced
-            source = next((producers[name] for name in source.input
-                           if name in producers and producers[name].op_type in _ISLAND_PRODUCERS),
-                          None)
-        islands.append(island)
+        islands.append([node.name, *users, *_producer_chain(node, producers)])
     return islands
+
+
+def _name_unnamed_nodes(model: onnx.ModelProto) -> None:
+    """The converter blocks nodes by name: give every unnamed node a unique one."""
+    taken = {node.name for node in model.graph.node}
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type.lower()}_{index}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
 
 
 def _untie_shared_initializers(model: onnx.ModelProto, blocked: set[str]) -> None:
@@ -106,11 +154,12 @@ def _op_block_list(model: onnx.ModelProto, default: list[str]) -> list[str]:
 
 
 def to_mixed_fp16(model: onnx.ModelProto, *, fp32_islands: bool = True) -> onnx.ModelProto:
-    """FP16 weights and activations, OCR islands in FP32, graph inputs/outputs unchanged."""
+    """FP16 weights and activations, softmax islands in FP32, graph inputs/outputs unchanged."""
     from onnxconverter_common import float16
 
     work = onnx.ModelProto()
     work.CopyFrom(model)
+    _name_unnamed_nodes(work)
     blocked = {name for island in find_fp32_islands(work) for name in island} if fp32_islands else set()
     blocked |= {node.name for node in work.graph.node if node.op_type == "Cast"
                 and any(attr.name == "to" and attr.i == TensorProto.FLOAT for attr in node.attribute)}

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from exporters.graph_rewrites import uint8_input_feeds_cast_only
 from exporters.models import family_named
 from exporters.models.base import ChannelOrder
 from exporters.onnx_files import LOGITS, write_meta
@@ -89,12 +90,20 @@ class DeployGraph(nn.Module):
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear",
                                    align_corners=self.align_corners)
         if self.output_kind == "labels":
-            # TensorRT computes ArgMax as TopK with int32 indices; going through int32 keeps
-            # the graph on casts TensorRT documents (INT32 -> UINT8) rather than INT64 -> UINT8.
-            return logits.argmax(dim=1).to(torch.int32).to(self.labels_dtype), logits
+            return _labels(logits.argmax(dim=1), self.labels_dtype), logits
         if self.output_kind == "probs":
             return torch.softmax(logits, dim=1), logits
         return (logits,)
+
+
+def _labels(indices: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """ArgMax indices (int64) as the labels dtype, through casts TensorRT accepts: its
+    DataType.UINT8 converts only to and from FLOAT/HALF (not INT32), so uint8 labels go through
+    float32, exact for every class id up to 2**24 (and K <= 255 here; FP16 conversion turns it
+    into float16, exact up to 2048). Wider labels keep int32, which TensorRT's ArgMax yields."""
+    if dtype == torch.uint8:
+        return indices.to(torch.float32).to(torch.uint8)
+    return indices.to(torch.int32).to(dtype)
 
 
 def example_input(spec: InputSpec) -> torch.Tensor:
@@ -140,6 +149,7 @@ def export_graph(network: nn.Module, meta: ModelMeta, *, opset: int) -> onnx.Mod
         # The exporter may restore training flags; the graph we verify must stay in eval mode.
         graph.eval()
     model = program.model_proto
+    uint8_input_feeds_cast_only(model)  # TensorRT: a uint8 input may feed its Cast only
     model.producer_name = "ocr-deploy"
     model.producer_version = meta.provenance.toolkit_version
     write_meta(model, meta)

@@ -64,7 +64,8 @@ def _scale_classifiers(model: nn.Module, family: ModelFamily[Any], images: torch
         for index, head in family.classifiers(model).items():
             spread = float(model(images)[index].std())
             head.weight.mul_(target_std / spread)
-            head.bias.mul_(target_std / spread)
+            if head.bias is not None:  # openseg's ASP-OCR classifiers have none
+                head.bias.mul_(target_std / spread)
 
 
 def save_release(model: nn.Module, path: Path) -> Path:

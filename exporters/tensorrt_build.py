@@ -4,6 +4,11 @@ TensorRT >= 10.12 (and 11, which has no FP16 builder flag) builds a strongly typ
 precision of every layer comes from the ONNX graph, so an FP16 engine is built from the proved
 mixed-precision graph (FP32 OCR islands). Older 10.x builds the FP32 graph with the FP16 flag and
 the OCR softmax/MatMul layers constrained to FP32.
+
+TF32 is off unless asked (`--tf32`): TensorRT allows it by default, which rounds every FP32 layer,
+the FP16 graph's FP32 islands included, to 10-bit mantissas on Ampere and newer. TensorRT has no
+per-layer TF32 switch, so the builder flag is the one place. `--version-compatible` plans run on
+the lean runtime (tensorrt-lean) and on later TensorRT of the same major version.
 """
 
 from __future__ import annotations
@@ -13,19 +18,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
 from exporters.builds import BuildOptions, BuiltArtifact, refuse_unused
+from exporters.graph_rewrites import uint8_casts_via_float, uint8_input_feeds_cast_only
 from exporters.onnx_files import load_model
 from ocr_deploy import __version__
-from ocr_deploy.backends.nvidia import gpu_info, tensorrt, tensorrt_version
+from ocr_deploy.backends.nvidia import gpu_info, tensorrt, tensorrt_logger, tensorrt_version
 from ocr_deploy.engine_sidecar import EngineSidecar, ProfileShapes, sidecar_path
 from ocr_deploy.errors import ConfigError, ExportError
 from ocr_deploy.fileio import atomic_write_bytes, ensure_writable_dir, sha256_of
 from ocr_deploy.meta import InputSpec, ModelMeta
 from ocr_deploy.vocabulary import Precision, parse_choice
+
+if TYPE_CHECKING:  # checked against tensorrt-stubs by `make test`
+    import tensorrt as trt_api
 
 STRONG_TYPING_FROM = (10, 12)
 ENGINE_PRECISIONS = (Precision.fp16, Precision.fp32)
@@ -46,6 +55,9 @@ class BuildRequest:
     timing_cache: Path | None = None
     opt_level: int = 3
     frames: str | None = None  # images that prove the FP16 graph (default: synthetic frames)
+    tf32: bool = False  # allow TF32 in FP32 layers (TensorRT's default; off here, see above)
+    version_compatible: bool = False  # a plan the lean runtime and later TensorRT 10.x/11.x run
+    exclude_lean_runtime: bool = False  # version-compatible, without the lean runtime inside
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,7 @@ def select_profile(meta: ModelMeta, request: BuildRequest) -> ProfileShapes:
                               "or --shape alone")
         if meta.input.fixed_size:
             raise ConfigError("this ONNX has a fixed input size; a shape range needs a dynamic export")
-        sizes = list(ranged)
+        sizes = [size for size in ranged if size is not None]
     else:
         size = request.shape or meta.deployment_size()
         if size is None:
@@ -120,9 +132,9 @@ def _graph_for(model: onnx.ModelProto, meta: ModelMeta, request: BuildRequest, s
     return fp16.SerializeToString(), "strong", "fp16"
 
 
-def _constrain_ocr_layers(trt: Any, network: Any) -> int:
+def _constrain_ocr_layers(trt: Any, network: trt_api.INetworkDefinition) -> int:
     """TensorRT < 10.12 only: keep softmaxes, MatMuls and the scale between them in FP32."""
-    producers = {}
+    producers: dict[str, trt_api.ILayer] = {}
     for index in range(network.num_layers):
         layer = network.get_layer(index)
         for output in range(layer.num_outputs):
@@ -141,27 +153,57 @@ def _constrain_ocr_layers(trt: Any, network: Any) -> int:
     return kept
 
 
+@dataclass(frozen=True)
+class FlagChoice:
+    """The builder flags a request sets or clears, by TensorRT BuilderFlag name."""
+
+    set: tuple[str, ...]
+    cleared: tuple[str, ...]
+
+
+def builder_flags(request: BuildRequest, typing: str) -> FlagChoice:
+    """Which BuilderFlags a build sets and clears (pure: what the sidecar then records)."""
+    chosen = ["FP16", "OBEY_PRECISION_CONSTRAINTS"] if typing == "weak-fp16" else []
+    if request.version_compatible:
+        chosen.append("VERSION_COMPATIBLE")
+        if request.exclude_lean_runtime:
+            chosen.append("EXCLUDE_LEAN_RUNTIME")
+    return FlagChoice(tuple(chosen), () if request.tf32 else ("TF32",))
+
+
+def _apply_flags(trt: Any, config: trt_api.IBuilderConfig, flags: FlagChoice) -> bool | None:
+    """Set and clear the flags; returns whether TF32 stays allowed (None: no such flag here)."""
+    for name in flags.set:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    tf32_flag = getattr(trt.BuilderFlag, "TF32", None)
+    if tf32_flag is None:
+        return None
+    if "TF32" in flags.cleared:
+        config.clear_flag(tf32_flag)
+    return config.get_flag(tf32_flag)
+
+
 def _build_plan(trt: Any, graph: bytes, typing: str, profile: ProfileShapes,
-                request: BuildRequest) -> bytes:
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+                request: BuildRequest) -> tuple[bytes, bool | None]:
+    logger = tensorrt_logger(trt)
+    builder: trt_api.Builder = trt.Builder(logger)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if typing == "strong" else 0
     network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
+    parser: trt_api.OnnxParser = trt.OnnxParser(network, logger)
     if not parser.parse(graph):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ExportError(f"TensorRT could not parse the ONNX graph: {errors[:300]}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(request.workspace_gib * (1 << 30)))
     config.builder_optimization_level = request.opt_level
+    tf32 = _apply_flags(trt, config, builder_flags(request, typing))
     if typing == "weak-fp16":
-        config.set_flag(trt.BuilderFlag.FP16)
-        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         kept = _constrain_ocr_layers(trt, network)
         if not kept:
             raise ExportError("found no softmax/MatMul layers to keep in FP32; please report it")
     optimisation = builder.create_optimization_profile()
-    optimisation.set_shape(profile.input, profile.min, profile.opt, profile.max)
+    # pybind11 converts the tuples to Dims (the stubs only name Dims)
+    optimisation.set_shape(profile.input, profile.min, profile.opt, profile.max)  # pyright: ignore[reportArgumentType]
     if config.add_optimization_profile(optimisation) < 0:
         raise ExportError(f"TensorRT refused the profile {profile.min}..{profile.max}")
     cache_file = request.timing_cache
@@ -174,7 +216,7 @@ def _build_plan(trt: Any, graph: bytes, typing: str, profile: ProfileShapes,
         raise ExportError("TensorRT failed to build the engine (its log above says why)")
     if cache_file is not None:
         atomic_write_bytes(cache_file, bytes(config.get_timing_cache().serialize()))
-    return bytes(plan)
+    return bytes(plan), tf32
 
 
 def build_engine(request: BuildRequest, *, log: Callable[[str], None] = lambda _: None) -> BuildResult:
@@ -186,6 +228,8 @@ def build_engine(request: BuildRequest, *, log: Callable[[str], None] = lambda _
         raise ConfigError(f"--opt-level must be 0..5 (got {request.opt_level})")
     if request.workspace_gib <= 0:
         raise ConfigError("--workspace must be positive (GiB)")
+    if request.exclude_lean_runtime and not request.version_compatible:
+        raise ConfigError("--exclude-lean-runtime applies to --version-compatible plans; add it")
     model, meta = load_model(request.onnx)
     profile = select_profile(meta, request)
     output = request.output or request.onnx.with_suffix(".engine")
@@ -193,14 +237,22 @@ def build_engine(request: BuildRequest, *, log: Callable[[str], None] = lambda _
     trt = tensorrt()  # one clear line, with how to install, when TensorRT or a GPU is missing
     gpu = gpu_info()
     notes: list[str] = []
+    rewritten = uint8_input_feeds_cast_only(model).count + uint8_casts_via_float(model)
+    if rewritten:
+        notes.append(f"rewrote {rewritten} uint8 boundary node(s) for TensorRT (an older export); "
+                     "re-export to keep the file and the engine alike")
     strong = tensorrt_version(trt) >= STRONG_TYPING_FROM
     graph, typing, precision = _graph_for(model, meta, request, strong, notes)
     log(f"building a {precision} engine with TensorRT {trt.__version__} on {gpu.name}")
-    plan = _build_plan(trt, graph, typing, profile, request)
+    plan, tf32 = _build_plan(trt, graph, typing, profile, request)
+    if tf32 is None:
+        notes.append(f"TensorRT {trt.__version__} has no TF32 builder flag; its own default applies")
     meta = dataclasses.replace(meta.with_precision(precision), input=_engine_input(meta, profile))
     sidecar = EngineSidecar(meta, trt.__version__, gpu.name, gpu.compute_capability,
                             str(request.onnx.resolve()), sha256_of(request.onnx),
-                            _sha256_bytes(plan), precision, typing, profile, __version__)
+                            _sha256_bytes(plan), precision, typing, profile, __version__,
+                            tf32=tf32, version_compatible=request.version_compatible,
+                            exclude_lean_runtime=request.exclude_lean_runtime)
     atomic_write_bytes(output, plan)
     atomic_write_bytes(sidecar_path(output), sidecar.to_json().encode())
     return BuildResult(output, sidecar, len(plan), time.perf_counter() - started, tuple(notes))
@@ -220,8 +272,9 @@ def build_from_options(options: BuildOptions, *, log: Callable[[str], None] = la
         onnx=options.model, output=options.output, precision=options.precision or Precision.fp16,
         shape=options.shape, min_shape=options.min_shape, opt_shape=options.opt_shape,
         max_shape=options.max_shape, batch=options.batch, workspace_gib=options.workspace_gib,
-        timing_cache=options.timing_cache, opt_level=options.opt_level, frames=options.frames),
-        log=log)
+        timing_cache=options.timing_cache, opt_level=options.opt_level, frames=options.frames,
+        tf32=options.tf32, version_compatible=options.version_compatible,
+        exclude_lean_runtime=options.exclude_lean_runtime), log=log)
     rows = (result.sidecar.rows() + [("sidecar", f"{result.plan}.json")]
             + [("note", note) for note in result.notes])
     return BuiltArtifact(result.plan, result.plan_bytes, result.seconds, rows)

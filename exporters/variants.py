@@ -1,8 +1,10 @@
-"""HRNet backbone variants as plain settings tables (no torch needed to read them)."""
+"""HRNet backbone variants, and the settings of each framework's HRNet-OCR layout, as plain
+settings tables (no torch needed to read them)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from ocr_deploy.errors import ConfigError
 
@@ -93,3 +95,109 @@ class OcrConfig:
             known = ", ".join(VARIANTS)
             raise ConfigError(f"unknown HRNet variant {variant!r}; known variants: {known}")
         return cls(VARIANTS[variant], num_classes, mid_channels, key_channels, align_corners)
+
+
+class FuseUpsample(str, Enum):
+    """How an HRNet fuse layer brings a lower-resolution branch up to a higher one."""
+
+    resize = "resize"  # one bilinear resize to the target size (reference, openseg.pytorch)
+    # mmsegmentation: nn-style Upsample by 2**k to an integer size, then a resize to the
+    # target size; the two differ on sides that are not multiples of the stride.
+    scale_then_resize = "scale-then-resize"
+
+
+@dataclass(frozen=True)
+class HRNetResizes:
+    """The resizes inside an HRNet backbone: in the fuse layers and where the four branches are
+    upsampled to the first and concatenated. The reference uses one align_corners everywhere."""
+
+    fuse: FuseUpsample = FuseUpsample.resize
+    fuse_align_corners: bool = True
+    concat_align_corners: bool = True
+
+
+class BatchNormKind(str, Enum):
+    """openseg.pytorch's `network.bn_type` as the weights show it: InPlace-ABN (one module at
+    the index, leaky-ReLU 0.01 fused in) or torch BN (Sequential(BatchNorm2d, ReLU))."""
+
+    inplace_abn = "inplace_abn"
+    torchbn = "torchbn"
+
+
+@dataclass(frozen=True)
+class OpensegOcrConfig:
+    """openseg.pytorch's hrnet_w48_ocr / hrnet_w48_ocr_b: HRNet backbone under `backbone.`,
+    a 3x3 conv to `mid_channels`, the OCR block with `key_channels`, and an auxiliary head of
+    a 3x3 conv to `aux_channels`. Internal resizes use align_corners=True; `align_corners` is
+    the final upsampling's (openseg's own: True)."""
+
+    backbone: BackboneConfig
+    num_classes: int
+    mid_channels: int = 512
+    key_channels: int = 256
+    aux_channels: int = 720
+    bn_type: BatchNormKind = BatchNormKind.inplace_abn
+    align_corners: bool = True
+
+    @property
+    def variant(self) -> str:
+        return variant_name(self.backbone)
+
+    @property
+    def model_name(self) -> str:
+        """openseg's model name for these head widths, or 'custom'."""
+        for name, widths in OPENSEG_HEADS.items():
+            if widths == (self.mid_channels, self.key_channels, self.aux_channels):
+                return name
+        return "custom"
+
+
+# openseg model name -> (mid, key, aux) widths of its OCR head on HRNet-W48 (720 channels).
+OPENSEG_HEADS: dict[str, tuple[int, int, int]] = {
+    "hrnet_w48_ocr": (512, 256, 720),
+    "hrnet_w48_ocr_b": (256, 128, 256),
+}
+
+
+@dataclass(frozen=True)
+class OpensegAspOcrConfig:
+    """openseg.pytorch's hrnet_w48_asp_ocr: HRNet backbone under `backbone.`, ASP-OCR head
+    (`asp_ocr_head`: a 3x3 conv + OCR context branch with `key_channels`, a 1x1 conv and three
+    3x3 convs with `dilations`, each `branch_channels` wide; concat -> 1x1 to `out_channels`),
+    an auxiliary head of a 3x3 conv to `aux_channels`, classifiers without bias. The dilations
+    are fixed by openseg's model code, not stored in the weights."""
+
+    backbone: BackboneConfig
+    num_classes: int
+    branch_channels: int = 256
+    key_channels: int = 128
+    out_channels: int = 256
+    aux_channels: int = 512
+    bn_type: BatchNormKind = BatchNormKind.inplace_abn
+    dilations: tuple[int, int, int] = (24, 48, 72)
+    align_corners: bool = True
+
+    @property
+    def variant(self) -> str:
+        return variant_name(self.backbone)
+
+
+@dataclass(frozen=True)
+class MMSegOcrConfig:
+    """mmsegmentation's OCRNet on HRNetV2 (CascadeEncoderDecoder): an FCNHead of `fcn_convs`
+    ConvModules (kernel `fcn_kernel`, width `fcn_channels`), then an OCRHead (`channels` wide,
+    attention over `ocr_channels`), both on the resized and concatenated branches. Every
+    resize uses align_corners=False; `align_corners` is the final upsampling's."""
+
+    backbone: BackboneConfig
+    num_classes: int
+    channels: int = 512
+    ocr_channels: int = 256
+    fcn_channels: int = 270
+    fcn_kernel: int = 1
+    fcn_convs: int = 1
+    align_corners: bool = False
+
+    @property
+    def variant(self) -> str:
+        return variant_name(self.backbone)

@@ -15,7 +15,7 @@ from ocr_deploy.errors import ModelFileError
 from ocr_deploy.fileio import sha256_of
 from ocr_deploy.meta import ModelMeta
 
-SIDECAR_SCHEMA = 1
+SIDECAR_SCHEMA = 2  # 2: tf32, version_compatible, exclude_lean_runtime
 
 
 def sidecar_path(plan: Path) -> Path:
@@ -50,6 +50,38 @@ class EngineSidecar:
     profile: ProfileShapes
     toolkit_version: str
     schema: int = SIDECAR_SCHEMA
+    # TF32 allowed for FP32 layers? TensorRT's default is on; ocr-deploy builds clear it so FP32
+    # (and the FP16 graph's FP32 islands) keep 23-bit mantissas. None: a schema-1 sidecar (on).
+    tf32: bool | None = None
+    version_compatible: bool = False  # built with --version-compatible: lean runtimes run it
+    exclude_lean_runtime: bool = False  # ... and without the lean runtime inside the plan
+
+    def runtime_needed(self) -> str:
+        """Which TensorRT runtime loads this plan (for `info` and for refusing one that can't)."""
+        version = self.tensorrt_version
+        if not self.version_compatible:
+            return f"the full TensorRT {version} (tensorrt package) exactly"
+        if self.exclude_lean_runtime:
+            return f"TensorRT {version} exactly, lean (tensorrt-lean) or full; the plan carries no runtime"
+        major = version.split(".")[0]
+        return f"TensorRT {major}.x >= {version}, lean (tensorrt-lean) or full"
+
+    def runtime_problem(self, *, version: str, runtime: str) -> str | None:
+        """Why `runtime` ("tensorrt" or "tensorrt_lean") at `version` cannot load this plan."""
+        built = _version_tuple(self.tensorrt_version)
+        here = _version_tuple(version)
+        if not self.version_compatible and runtime != "tensorrt":
+            return (f"it was built without --version-compatible, which the lean runtime "
+                    f"({runtime} {version}) needs")
+        if self.version_compatible and not self.exclude_lean_runtime:
+            if here[:1] == built[:1] and here >= built:
+                return None
+            return (f"it was built by TensorRT {self.tensorrt_version} (version-compatible), this "
+                    f"is TensorRT {version}; it loads in {self.runtime_needed()}")
+        if here != built:
+            return (f"it was built by TensorRT {self.tensorrt_version}, this is TensorRT {version}; "
+                    "plans only load in the version that built them")
+        return None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -75,8 +107,10 @@ class EngineSidecar:
     def rows(self) -> list[tuple[str, str]]:
         """(label, text) lines describing the engine, for `info` and `build`."""
         major, minor = self.compute_capability
-        return [("engine", f"{self.precision}, {self.typing} typing, TensorRT "
+        tf32 = {None: "", True: ", TF32 allowed", False: ", TF32 off"}[self.tf32]
+        return [("engine", f"{self.precision}, {self.typing} typing{tf32}, TensorRT "
                            f"{self.tensorrt_version}, {self.gpu_name} (sm_{major}{minor})"),
+                ("runtime", f"needs {self.runtime_needed()}"),
                 ("profile", f"{self.profile.input}: {self.profile.min} .. {self.profile.max}"),
                 ("built from", f"{self.onnx_path} (sha256 {self.onnx_sha256[:16]}...)")]
 
@@ -94,17 +128,21 @@ def read_sidecar(plan: Path) -> EngineSidecar:
     return EngineSidecar.from_json(path.read_text(encoding="utf-8"), source=str(path))
 
 
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
 def check_compatible(sidecar: EngineSidecar, *, plan: Path, tensorrt_version: str, gpu_name: str,
-                     compute_capability: tuple[int, int]) -> None:
-    """Raise ModelFileError, with how to rebuild, when this plan cannot be trusted here."""
+                     compute_capability: tuple[int, int], runtime: str = "tensorrt") -> None:
+    """Raise ModelFileError, with how to rebuild, when this plan cannot be trusted here.
+    `runtime`: the TensorRT Python module that would load it (tensorrt or tensorrt_lean)."""
     hint = sidecar.rebuild_hint()
     if sha256_of(plan) != sidecar.plan_sha256:
         raise ModelFileError(f"{plan.name} does not match its sidecar (the plan was replaced or "
                              f"damaged); {hint}")
-    if sidecar.tensorrt_version != tensorrt_version:
-        raise ModelFileError(f"{plan.name} was built by TensorRT {sidecar.tensorrt_version}, this "
-                             f"is TensorRT {tensorrt_version}; plans only load in the version "
-                             f"that built them: {hint}")
+    problem = sidecar.runtime_problem(version=tensorrt_version, runtime=runtime)
+    if problem:
+        raise ModelFileError(f"{plan.name} cannot load here: {problem}: {hint}")
     if (sidecar.gpu_name, tuple(sidecar.compute_capability)) != (gpu_name, tuple(compute_capability)):
         built = f"{sidecar.gpu_name} (sm_{sidecar.compute_capability[0]}{sidecar.compute_capability[1]})"
         here = f"{gpu_name} (sm_{compute_capability[0]}{compute_capability[1]})"

@@ -2,9 +2,11 @@
 
 Single scale runs the dataset preset's reference test-size policy through the shared pre/post
 layer. Flip and multi-scale combine class scores as the reference test does: flip averages the
-logits of the image and of its mirror (LIP swaps its left/right classes), each scale's result is
-exp()'d, resized to the original size and summed over scales. Scales > 1 run the whole image in
-one pass where the reference slides a crop-sized window.
+logits of an input and of its mirror (LIP swaps its left/right classes), which are then exp()'d;
+scales <= 1 run the whole scaled image, scales > 1 slide windows of the scale-1 network input
+over the enlarged image (no overlap, the last row and column of windows shifted inward, exp()'d
+scores averaged where windows meet: ocr_deploy.tiling); each scale's result is resized to the
+original size and summed over scales.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ocr_deploy.metrics import IGNORE_INDEX, SegmentationScores, confusion_matri
 from ocr_deploy.postprocess import label_dtype, resize_scores
 from ocr_deploy.preprocess import SizePlan, as_bgr8, prepare_frame
 from ocr_deploy.segmenter import Prepared, Segmenter
+from ocr_deploy.tiling import TileSpec
 
 
 @dataclass
@@ -73,27 +76,51 @@ def _scaled(plan: SizePlan, scale: float, height: int, width: int) -> SizePlan:
     if scale == 1.0:
         return plan
     if plan.mode == "native":
-        return SizePlan("resize", (max(32, round(height * scale)), max(32, round(width * scale))))
+        return SizePlan("resize", (max(32, round(height * scale)), max(32, round(width * scale))),
+                        tiles=plan.tiles)
     target = tuple(max(32, round(side * scale)) for side in plan.target)
     long_side = round(plan.long_side * scale) if plan.long_side else None
-    return SizePlan(plan.mode, target, long_side)
+    return SizePlan(plan.mode, target, long_side, plan.tiles)
+
+
+def plan_at_scale(plan: SizePlan, scale: float, height: int, width: int, *,
+                  fixed: tuple[int, int] | None = None) -> SizePlan:
+    """How a height x width frame runs at one scale. Above 1 (and at any scale for a model with
+    a `fixed` input), the scaled image is cut into windows of the scale-1 network input without
+    overlap, as the reference's multi-scale test does; a sliding plan keeps its own tiles."""
+    scaled = _scaled(plan, scale, height, width)
+    if plan.tiles is not None or (scale <= 1.0 and fixed is None):
+        return scaled
+    at_one, at_scale = plan.place(height, width), scaled.place(height, width)
+    return SizePlan("resize", (at_scale.content_height, at_scale.content_width),
+                    tiles=TileSpec(at_one.input_height, at_one.input_width, overlap=0.0))
+
+
+def _mirrored(logits: np.ndarray, flip_pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The logits of a mirrored input, mirrored back (left/right classes swapped back)."""
+    mirrored = logits[:, :, ::-1].copy()
+    for left, right in flip_pairs:
+        mirrored[[left, right]] = mirrored[[right, left]]
+    return mirrored
 
 
 def _scores_at(segmenter: Segmenter, frame: np.ndarray, plan: SizePlan, flip: bool,
                flip_pairs: Sequence[tuple[int, int]]) -> np.ndarray:
-    """exp(logits) [K, H, W] at the frame's size for one scale, optionally flip-averaged."""
-    meta = segmenter.meta
-    image, placement = prepare_frame(frame, plan, meta.input)
-    views = [image, np.ascontiguousarray(image[:, ::-1])] if flip else [image]
+    """exp(logits) [K, H, W] at the frame's size for one scale: per network input (the placed
+    image or each of its windows) optionally flip-averaged, exp()'d, averaged where windows
+    overlap, then resized to the frame, in the reference's order."""
+    image, placement = prepare_frame(frame, plan, segmenter.meta.input)
+    layout = plan.layout(placement)
+    inputs = layout.split(image)
+    views = inputs + ([np.ascontiguousarray(view[:, ::-1]) for view in inputs] if flip else [])
     # Segmenter.infer pads to a fixed batch and groups equal sizes, as for any other frames.
     prepared = [Prepared(view, placement, frame, 0.0) for view in views]
-    logits, *mirror = [output.astype(np.float32) for _, output, _ in segmenter.infer(prepared)]
+    outputs = [output.astype(np.float32) for _, output, _ in segmenter.infer(prepared)]
+    logits = outputs[:len(inputs)]
     if flip:
-        mirrored = mirror[0][:, :, ::-1].copy()
-        for left, right in flip_pairs:
-            mirrored[[left, right]] = mirrored[[right, left]]
-        logits = (logits + mirrored) * 0.5
-    return np.exp(resize_scores(logits, placement))
+        logits = [(own + _mirrored(mirror, flip_pairs)) * 0.5
+                  for own, mirror in zip(logits, outputs[len(inputs):], strict=True)]
+    return resize_scores(layout.merge([np.exp(item) for item in logits]), placement)
 
 
 def _check_scales(segmenter: Segmenter, scales: Sequence[float], flip: bool) -> None:
@@ -110,7 +137,9 @@ def predict(segmenter: Segmenter, frame: np.ndarray, *, scales: Sequence[float] 
     if tuple(scales) == (1.0,) and not flip:
         return segmenter.segment(frame).labels
     height, width = frame.shape[:2]
-    total = sum(_scores_at(segmenter, frame, _scaled(segmenter.plan, scale, height, width), flip,
+    fixed = segmenter.meta.input.fixed_size
+    total = sum(_scores_at(segmenter, frame,
+                           plan_at_scale(segmenter.plan, scale, height, width, fixed=fixed), flip,
                            segmenter.meta.dataset.flip_pairs) for scale in scales)
     return total.argmax(axis=0).astype(label_dtype(segmenter.meta.num_classes))
 
@@ -126,7 +155,8 @@ def evaluate_dataset(segmenter: Segmenter, scan: DatasetScan, *, scales: Sequenc
     report = EvalReport(SegmentationScores(confusion), segmenter.meta.dataset.classes, 0,
                         list(scan.unmatched),
                         settings=(f"scales {', '.join(f'{s:g}' for s in scales)}"
-                                  f"{', flip' if flip else ''}, policy {segmenter.plan.mode}"))
+                                  f"{', flip' if flip else ''}, policy {segmenter.plan.describe()}"
+                                  f"{'; scales > 1 in windows of the scale-1 input' if max(scales) > 1 else ''}"))
     for sample in tqdm(scan.samples, unit="image", disable=not show_progress, leave=False):
         image = cv2.imread(str(sample.image), cv2.IMREAD_UNCHANGED)
         if image is None:

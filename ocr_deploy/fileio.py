@@ -48,14 +48,26 @@ def ensure_writable_dir(folder: Path, *, what: str = "output") -> None:
                              "a writable folder") from None
 
 
-def ensure_output_folder(folder: Path) -> None:
-    """Create an output folder (and its parents) if needed, then check it takes files."""
+def ensure_output_folder(folder: Path) -> list[Path]:
+    """Create an output folder (and its parents) if needed, then check it takes files.
+    Returns the folders it created, deepest first (see remove_empty_folders)."""
+    created = [path for path in (folder, *folder.parents) if not os.path.lexists(path)]
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OcrDeployError(f"cannot create output folder {folder} ({error.strerror}); choose "
                              "a writable location") from None
     ensure_writable_dir(folder)
+    return created
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove the folders a run created (deepest first) where it left nothing in them."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or gone: either way it is not ours to remove
+            return
 
 
 class PartialFile:

@@ -167,16 +167,24 @@ class ModelMeta:
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "model") -> ModelMeta:
+        """Parsed and checked for sense (ocr_deploy.meta_checks.check_values): K, class names,
+        palette, input and output; anything else is one 'damaged metadata' ModelFileError."""
+        from ocr_deploy.meta_checks import check_values
+
         try:
             data = json.loads(text)
             version = int(data.get("schema_version", 0))
             if version > SCHEMA_VERSION:
                 raise ModelFileError(f"{source} was made by a newer ocr-deploy (metadata schema "
                                      f"{version} > {SCHEMA_VERSION}); upgrade ocr-deploy")
-            return _build(cls, data)
-        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            meta = _build(cls, data)
+        except RecursionError:  # JSON nested thousands deep: no metadata ocr-deploy writes
+            raise ModelFileError(f"{source} has damaged ocr-deploy metadata (nested too deeply to "
+                                 "be ours); export the model again with `ocr-deploy export`") from None
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as error:
             raise ModelFileError(f"{source} has damaged ocr-deploy metadata ({error}); export the "
                                  "model again with `ocr-deploy export`") from None
+        return check_values(meta, source=source)
 
 
 def _build(kind: type, data: dict[str, Any]) -> Any:

@@ -5,26 +5,31 @@ infer (Segmenter.infer on batches), finish (Segmenter.finish: post-processing an
 and write (the sinks); the caller's thread only counts and shows progress. The first three are
 Segmenter.stream, so API users get the same stages. Ctrl-C or a failure stops the stages, and
 the outputs are finalised with the frames done so far; a failure before any frame was done is
-raised as is.
+raised as is. SIGTERM (docker stop, systemd, timeout) stops a run as Ctrl-C does; a second
+signal stops the waiting for the stage threads, so the run ends promptly.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import numpy as np
 
 from ocr_deploy import sinks
 from ocr_deploy.backends import Backend
 from ocr_deploy.errors import OcrDeployError
-from ocr_deploy.fileio import ensure_output_folder
+from ocr_deploy.fileio import ensure_output_folder, remove_empty_folders
 from ocr_deploy.preprocess import FrameError
 from ocr_deploy.segmenter import Segmenter, SegResult
 from ocr_deploy.sinks import Outputs
-from ocr_deploy.sources import Frame, Source, SourceSpec, open_source
+from ocr_deploy.sources import DEFAULT_MAX_PIXELS, Frame, ImageFiles, Source, SourceSpec, open_source
 from ocr_deploy.staging import threaded_map
 
 # Timing names in the summary: decode and pre are measured in the prepare stage, post in the
@@ -45,11 +50,15 @@ class InferOptions:
     alpha: float = 0.5
     size: tuple[int, int] | None = None
     policy: str = "auto"
+    tile: tuple[int, int] | None = None  # --policy sliding: tile size [default: a fixed input's]
+    overlap: float | None = None  # --policy sliding: share of a tile neighbours overlap
     stride: int = 1
     max_frames: int | None = None
     recursive: bool = False
     batch: int = 1
     progress: bool = True
+    overwrite: bool = False  # replace files that existed before the run
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # per frame, checked before decoding; None: no limit
 
 
 @dataclass
@@ -79,6 +88,7 @@ class RunSummary:
     bad_frames: list[tuple[str, str]]
     interrupted: bool = False
     error: str | None = None
+    abandoned: bool = False  # a second signal: stage threads were left running (exit at once)
 
     @property
     def fps(self) -> float:
@@ -96,14 +106,14 @@ class RunSummary:
         if skipped:
             shown = "; ".join(f"{name}: {why}" for name, why in skipped[:3])
             more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
-            lines.append(f"  skipped {len(skipped)}: {shown}{more}")
+            lines.append(f"  skipped {len(skipped)}: {one_line(shown)}{more}")
         if report.dropped:
             lines.append(f"  dropped {report.dropped} live frame(s): the model is slower than "
                          "the source, so only the newest frame is taken")
         if report.ended_early:
             lines.append(f"  note: {report.ended_early}")
         if self.error:
-            lines.append(f"  stopped by an error: {self.error}")
+            lines.append(f"  stopped by an error: {one_line(self.error)}")
         if self.written:
             lines.append(f"  wrote {len(self.written)} file(s) to {self.written[0].parent}"
                          + (f", e.g. {self.written[0].name}" if len(self.written) > 2 else ": "
@@ -111,8 +121,58 @@ class RunSummary:
         return lines
 
 
+def one_line(text: str) -> str:
+    """A message (OpenCV's and ONNX Runtime's hold newlines) folded onto one line."""
+    return " ".join(str(text).split())
+
+
+class _Signals:
+    """The first SIGINT or SIGTERM raises KeyboardInterrupt in the main thread (the run stops
+    and finalises its outputs); any later one only sets `hurry`, so the finalising is never
+    itself interrupted half-way and the waits for stage threads end at once."""
+
+    def __init__(self) -> None:
+        self.hurry = threading.Event()
+        self.raised = False
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.raised:
+            self.hurry.set()
+            return
+        self.raised = True
+        raise KeyboardInterrupt
+
+    def finalising(self) -> None:
+        """From now on a signal hurries the run rather than interrupting it."""
+        self.raised = True
+
+
+@contextmanager
+def _signals_handled() -> Iterator[_Signals]:
+    handler = _Signals()
+    if threading.current_thread() is not threading.main_thread():
+        yield handler  # signals are delivered to the main thread only; its caller handles them
+        return
+    # A signal the parent set to be ignored (a background job's SIGINT, nohup) stays ignored.
+    previous = {number: signal.signal(number, handler.handle)
+                for number in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(number) is not signal.SIG_IGN}
+    try:
+        yield handler
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
 def run_pipeline(segmenter: Segmenter, source: Source, outputs: Outputs, *, batch_size: int = 1,
                  show_progress: bool = True) -> RunSummary:
+    with _signals_handled() as signals:
+        return _run(segmenter, source, outputs, batch_size=batch_size,
+                    show_progress=show_progress, signals=signals)
+
+
+def _run(segmenter: Segmenter, source: Source, outputs: Outputs, *, batch_size: int,
+         show_progress: bool, signals: _Signals) -> RunSummary:
     from tqdm import tqdm
 
     times = StageTimes()
@@ -121,9 +181,14 @@ def run_pipeline(segmenter: Segmenter, source: Source, outputs: Outputs, *, batc
     def note_bad(item: np.ndarray | Frame, error: FrameError) -> None:
         bad_frames.append((item.name if isinstance(item, Frame) else "frame", str(error)))
 
+    # Frames the sinks took, counted where they are written: after an interruption the last
+    # ones written may never reach this thread, yet they are in the outputs.
+    stored = [0]
+
     def write(result: SegResult) -> Iterator[SegResult]:
         start = time.perf_counter()
-        outputs.write(result)
+        if outputs.write(result):
+            stored[0] += 1
         result.timings["write"] = (time.perf_counter() - start) * 1000.0
         yield result
 
@@ -132,7 +197,7 @@ def run_pipeline(segmenter: Segmenter, source: Source, outputs: Outputs, *, batc
     # prepare -> infer -> finish, each in its own thread; then write in its own.
     results = segmenter.stream(source.frames(), batch_size=batch_size, prefetch=depth,
                                on_bad_frame=note_bad if source.skips_bad_frames else None)
-    written = threaded_map(results, write, maxsize=depth, name="write")
+    written = threaded_map(results, write, maxsize=depth, name="write", abandon=signals.hurry)
     frames, interrupted, error = 0, False, None
     bar = tqdm(total=source.total, unit="frame", disable=not show_progress, leave=False,
                dynamic_ncols=True)
@@ -150,12 +215,15 @@ def run_pipeline(segmenter: Segmenter, source: Source, outputs: Outputs, *, batc
         error = str(failure) if isinstance(failure, OcrDeployError) else (
             f"{type(failure).__name__}: {failure}")
     finally:
+        signals.finalising()
         written.close()
         bar.close()
         seconds = time.perf_counter() - start
         paths = outputs.close()
         source.close()
-    return RunSummary(source, frames, seconds, times, paths, bad_frames, interrupted, error)
+    # Once the outputs are closed no write lands, so the count is final.
+    return RunSummary(source, max(frames, stored[0]), seconds, times, paths, bad_frames,
+                      interrupted, error, abandoned=signals.hurry.is_set())
 
 
 def segment_source(source: SourceSpec, model: ModelSpec, options: InferOptions, *,
@@ -165,15 +233,20 @@ def segment_source(source: SourceSpec, model: ModelSpec, options: InferOptions, 
     `source`: a spec string (image, folder, glob, video, camera index, stream URL), a Source
     or an iterable of frames. `model`: a model file, or a function returning an opened Backend;
     either is opened only after the source opened, so an unreadable source is the only error,
-    and is closed when the run ends.
+    and is closed when the run ends. Files that existed before are never replaced unless
+    options.overwrite; an output folder the inputs are read from is refused; an output folder
+    this run created and left empty is removed.
     """
     if options.batch < 1:
         raise OcrDeployError(f"--batch must be at least 1 (got {options.batch})")
     opened = open_source(source, recursive=options.recursive, stride=options.stride,
-                         max_frames=options.max_frames)
+                         max_frames=options.max_frames, max_pixels=options.max_pixels)
+    created: list[Path] = []
     try:
         kinds = options.save if options.save is not None else (
             sinks.VIDEO_DEFAULT if opened.is_video else sinks.IMAGE_DEFAULT)
+        if kinds:
+            _refuse_output_among_inputs(opened, options.out)
         render = sinks.render_needs(sinks.sink_types(kinds, is_video=opened.is_video))
         segmenter = _open_segmenter(model, options, tuple(sorted(render)))
     except BaseException:
@@ -182,29 +255,50 @@ def segment_source(source: SourceSpec, model: ModelSpec, options: InferOptions, 
     with segmenter:
         try:
             if kinds:
-                ensure_output_folder(options.out)
+                created = ensure_output_folder(options.out)
             outputs = sinks.make_outputs(options.out, kinds, meta=segmenter.meta,
                                          is_video=opened.is_video, stem=opened.name,
-                                         fps=(opened.fps or 30.0) / max(1, options.stride))
+                                         fps=(opened.fps or 30.0) / max(1, options.stride),
+                                         overwrite=options.overwrite)
         except BaseException:
             opened.close()
+            remove_empty_folders(created)
             raise
         # A model opener may say which file it opens (exporters.model_cache.ModelOpener does).
         named = getattr(model, "name", "opened by the caller,") if callable(model) else Path(model).name
         log(f"model: {named} on {segmenter.describe()}")
-        return run_pipeline(segmenter, opened, outputs, batch_size=options.batch,
-                            show_progress=options.progress)
+        note = segmenter.attention_note()
+        if note:
+            log(f"attention: {note}")
+        try:
+            summary = run_pipeline(segmenter, opened, outputs, batch_size=options.batch,
+                                   show_progress=options.progress)
+        except BaseException:
+            remove_empty_folders(created)
+            raise
+    if not summary.written:
+        remove_empty_folders(created)
+    return summary
+
+
+def _refuse_output_among_inputs(source: Source, out: Path) -> None:
+    """Outputs written where the inputs are read from would be read as inputs by the next run
+    (and could meet the user's own files of the same name)."""
+    if isinstance(source, ImageFiles) and source.reads_from(out):
+        raise OcrDeployError(f"-o {out} is a folder the input images are read from: a rerun "
+                             "would take this run's outputs as inputs; choose an output folder "
+                             "outside the inputs")
 
 
 def _open_segmenter(model: ModelSpec, options: InferOptions, render: tuple[str, ...]) -> Segmenter:
     if not callable(model):
         return Segmenter.open(model, device=options.device, backend=options.backend,
                               size=options.size, policy=options.policy, alpha=options.alpha,
-                              render=render)
+                              render=render, tile=options.tile, overlap=options.overlap)
     backend = model()
     try:
         return Segmenter(backend, size=options.size, policy=options.policy, alpha=options.alpha,
-                         render=render)
+                         render=render, tile=options.tile, overlap=options.overlap)
     except BaseException:
         backend.close()
         raise

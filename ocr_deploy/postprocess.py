@@ -76,7 +76,17 @@ def overlay(frame_bgr: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarra
     return cv2.addWeighted(frame_bgr, 1.0 - alpha, color, alpha, 0.0)
 
 
+_COUNT_CHUNK = 1 << 22  # pixels per np.bincount call: its int64 copy of them stays at 32 MB
+
+
 def class_fractions(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Share of pixels per class (float64 [K]); ids outside 0..K-1 are not counted."""
-    counts = np.bincount(labels.ravel(), minlength=num_classes)[:num_classes]
+    """Share of pixels per class (float64 [K]); ids outside 0..K-1 are not counted. Counted
+    in chunks: np.bincount copies its input to int64, 8 bytes per pixel of a whole frame."""
+    flat = labels.reshape(-1)
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for start in range(0, flat.size, _COUNT_CHUNK):
+        chunk = flat[start:start + _COUNT_CHUNK]
+        if chunk.dtype.kind == "i":
+            chunk = chunk[chunk >= 0]
+        counts += np.bincount(chunk, minlength=num_classes)[:num_classes]
     return counts / max(1, labels.size)

@@ -7,12 +7,14 @@ Post-processing uses the same Placement to undo it exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ocr_deploy.errors import OcrDeployError
+from ocr_deploy.errors import ConfigError, OcrDeployError
 from ocr_deploy.meta import InputSpec, ModelMeta
+from ocr_deploy.tiling import DEFAULT_OVERLAP, WHOLE_FRAME, FrameLayout, TileSpec
 from ocr_deploy.vocabulary import SizePolicy, parse_choice
 
 POLICIES = SizePolicy.values()
@@ -43,13 +45,23 @@ class Placement:
 
 @dataclass(frozen=True)
 class SizePlan:
-    """How every frame is sized for one model: 'native', 'resize' or 'letterbox' to `target`."""
+    """How every frame is sized for one model: 'native', 'resize' or 'letterbox' to `target`;
+    with `tiles`, the placed frame is padded to at least one tile and cut into tiles."""
 
     mode: str
     target: tuple[int, int] | None = None
     long_side: int | None = None  # 'letterbox' by long side (reference resize-pad policy)
+    tiles: TileSpec | None = None  # sliding windows over the placed frame
 
     def place(self, height: int, width: int) -> Placement:
+        placement = self._place_content(height, width)
+        if self.tiles is None:
+            return placement
+        # A frame smaller than a tile is padded bottom-right, as letterbox pads.
+        return replace(placement, input_height=max(placement.content_height, self.tiles.height),
+                       input_width=max(placement.content_width, self.tiles.width))
+
+    def _place_content(self, height: int, width: int) -> Placement:
         if self.mode == "native" or self.target is None:
             return Placement(height, width, height, width, height, width)
         target_h, target_w = self.target
@@ -63,6 +75,23 @@ class SizePlan:
         content_w = min(target_w, max(1, round(width * scale)))
         return Placement(height, width, content_h, content_w, target_h, target_w)
 
+    def layout(self, placement: Placement) -> FrameLayout:
+        """How the placed image becomes network inputs: itself, or its tiles."""
+        if self.tiles is None:
+            return WHOLE_FRAME
+        return self.tiles.grid(placement.input_height, placement.input_width)
+
+    @property
+    def network_size(self) -> tuple[int, int] | None:
+        """The network-input size every frame gets, when it does not depend on the frame."""
+        if self.tiles is not None:
+            return self.tiles.size
+        return None if self.mode == "native" else self.target
+
+    def describe(self) -> str:
+        sizing = self.mode if self.target is None else f"{self.mode} {self.target[0]}x{self.target[1]}"
+        return sizing if self.tiles is None else f"{sizing}, sliding {self.tiles.describe()}"
+
 
 def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
     """'512x1024' -> (512, 1024): height first, like every shape in this project."""
@@ -75,34 +104,97 @@ def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
     return height, width
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """What the user asked for: --size, --tile and --overlap, against one model."""
+
+    meta: ModelMeta
+    size: tuple[int, int] | None
+    tile: tuple[int, int] | None
+    overlap: float | None
+
+
+def _plan_reference(asked: _Asked) -> SizePlan:
+    """The dataset's reference test-size policy."""
+    test, fixed = asked.meta.dataset.test_policy, asked.meta.input.fixed_size
+    if asked.size is not None and test.kind != "native":
+        raise OcrDeployError(f"--policy reference sizes frames for {asked.meta.dataset.name} "
+                             f"({test.describe()}); drop --size or pick another policy")
+    if test.kind == "squash":
+        return SizePlan("resize", fixed or (test.size, test.size))
+    if test.kind == "resize-pad":
+        return SizePlan("letterbox", fixed or (test.size, test.size),
+                        long_side=None if fixed else test.size)
+    return _plan_letterbox(asked)
+
+
+def _plan_native(asked: _Asked) -> SizePlan:
+    fixed = asked.meta.input.fixed_size
+    if fixed is not None:
+        raise OcrDeployError(f"--policy native needs a dynamic model; this one takes "
+                             f"{fixed[0]}x{fixed[1]} only (use resize or letterbox)")
+    return SizePlan("resize", asked.size) if asked.size else SizePlan("native")
+
+
+def _plan_letterbox(asked: _Asked) -> SizePlan:
+    """Also 'auto': native size for dynamic models, letterboxed into a fixed input."""
+    target = asked.size or asked.meta.input.fixed_size
+    return SizePlan("letterbox", target) if target else SizePlan("native")
+
+
+def _plan_resize(asked: _Asked) -> SizePlan:
+    target = asked.size or asked.meta.input.fixed_size
+    return SizePlan("resize", target) if target else SizePlan("native")
+
+
+def _plan_sliding(asked: _Asked) -> SizePlan:
+    """Frames at native size (or resized to --size), cut into tiles of the network input."""
+    meta, fixed = asked.meta, asked.meta.input.fixed_size
+    if meta.output.kind == "labels":
+        raise ConfigError("--policy sliding averages class scores where tiles overlap, but this "
+                          "model outputs labels; export it again with --output logits (or "
+                          "probs): ocr-deploy export CHECKPOINT --output logits")
+    tile = asked.tile or fixed
+    if tile is None:
+        raise ConfigError("--policy sliding needs --tile HxW (e.g. --tile 512x512) for a model "
+                          "with a dynamic input size")
+    if fixed is not None and tile != fixed:
+        raise ConfigError(f"--tile {tile[0]}x{tile[1]} differs from the model's fixed input "
+                          f"{fixed[0]}x{fixed[1]}; use --tile {fixed[0]}x{fixed[1]} or export a "
+                          "dynamic model")
+    if min(tile) < meta.input.min_side:
+        raise ConfigError(f"--tile {tile[0]}x{tile[1]} is too small; the network needs at least "
+                          f"{meta.input.min_side} px per side")
+    overlap = DEFAULT_OVERLAP if asked.overlap is None else asked.overlap
+    base = SizePlan("resize", asked.size) if asked.size else SizePlan("native")
+    return replace(base, tiles=TileSpec(tile[0], tile[1], overlap))
+
+
+# One planner per --policy; 'auto' letterboxes into a fixed input and keeps dynamic models native.
+_PLANNERS: dict[SizePolicy, Callable[[_Asked], SizePlan]] = {
+    SizePolicy.auto: _plan_letterbox,
+    SizePolicy.native: _plan_native,
+    SizePolicy.resize: _plan_resize,
+    SizePolicy.letterbox: _plan_letterbox,
+    SizePolicy.reference: _plan_reference,
+    SizePolicy.sliding: _plan_sliding,
+}
+
+
 def plan_size(meta: ModelMeta, *, size: tuple[int, int] | None = None,
-              policy: SizePolicy | str = SizePolicy.auto) -> SizePlan:
-    """Resolve --size and --policy against what the model accepts."""
+              policy: SizePolicy | str = SizePolicy.auto, tile: tuple[int, int] | None = None,
+              overlap: float | None = None) -> SizePlan:
+    """Resolve --size, --policy, --tile and --overlap against what the model accepts. With
+    --policy sliding, --size resizes the frame and the tiles are the network input."""
     policy = parse_choice(SizePolicy, policy, "--policy")
     fixed = meta.input.fixed_size
-    if size is not None and fixed is not None and size != fixed:
-        raise OcrDeployError(f"--size {size[0]}x{size[1]} differs from the model's fixed input "
-                             f"{fixed[0]}x{fixed[1]}; export a dynamic model or drop --size")
-    if policy == "reference":
-        test = meta.dataset.test_policy
-        if size is not None and test.kind != "native":
-            raise OcrDeployError(f"--policy reference sizes frames for {meta.dataset.name} "
-                                 f"({test.describe()}); drop --size or pick another policy")
-        if test.kind == "squash":
-            return SizePlan("resize", fixed or (test.size, test.size))
-        if test.kind == "resize-pad":
-            return SizePlan("letterbox", fixed or (test.size, test.size),
-                            long_side=None if fixed else test.size)
-        policy = SizePolicy.auto
-    target = size or fixed
-    if policy == "native":
-        if fixed is not None:
-            raise OcrDeployError(f"--policy native needs a dynamic model; this one takes "
-                                 f"{fixed[0]}x{fixed[1]} only (use resize or letterbox)")
-        return SizePlan("resize", target) if size else SizePlan("native")
-    if target is None:
-        return SizePlan("native")
-    return SizePlan("letterbox" if policy in ("auto", "letterbox") else "resize", target)
+    if policy is not SizePolicy.sliding:
+        if tile is not None or overlap is not None:
+            raise ConfigError("--tile and --overlap belong to --policy sliding; add it or drop them")
+        if size is not None and fixed is not None and size != fixed:
+            raise OcrDeployError(f"--size {size[0]}x{size[1]} differs from the model's fixed input "
+                                 f"{fixed[0]}x{fixed[1]}; export a dynamic model or drop --size")
+    return _PLANNERS[policy](_Asked(meta, size, tile, overlap))
 
 
 def as_bgr8(frame: np.ndarray) -> np.ndarray:

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy.attention import attention_note
 from ocr_deploy.backends import Backend, open_backend
 from ocr_deploy.errors import ConfigError
 from ocr_deploy.meta import ModelMeta
+from ocr_deploy.meta_checks import check_labels
 from ocr_deploy.postprocess import (
     class_fractions,
     colorize,
@@ -37,6 +39,7 @@ from ocr_deploy.preprocess import (
 )
 from ocr_deploy.sources.base import Frame
 from ocr_deploy.staging import threaded_map
+from ocr_deploy.tiling import WHOLE_FRAME, FrameLayout
 
 RENDERINGS = ("color", "overlay")  # what SegResult can render; Segmenter(render=...) picks
 BadFrameHandler = Callable[[np.ndarray | Frame, FrameError], None]
@@ -70,16 +73,18 @@ class SegResult:
 
 @dataclass(frozen=True)
 class Prepared:
-    image: np.ndarray  # uint8 BGR at the network-input size
+    image: np.ndarray  # uint8 BGR, placed (at the network-input size, or tiled by `layout`)
     placement: Placement
     frame: np.ndarray  # uint8 BGR original
     pre_ms: float
     source: Frame | None = None
+    layout: FrameLayout = WHOLE_FRAME  # the network inputs it makes: itself, or its tiles
 
 
 class Segmenter:
     def __init__(self, backend: Backend, *, size: tuple[int, int] | None = None,
-                 policy: str = "auto", alpha: float = 0.5, render: Sequence[str] = ()):
+                 policy: str = "auto", alpha: float = 0.5, render: Sequence[str] = (),
+                 tile: tuple[int, int] | None = None, overlap: float | None = None):
         if not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"--alpha must be between 0 and 1, got {alpha}")
         unknown = set(render) - set(RENDERINGS)
@@ -87,7 +92,7 @@ class Segmenter:
             raise ConfigError(f"render may contain 'color' and 'overlay', not {sorted(unknown)}")
         self.backend = backend
         self.meta: ModelMeta = backend.meta
-        self.plan = plan_size(self.meta, size=size, policy=policy)
+        self.plan = plan_size(self.meta, size=size, policy=policy, tile=tile, overlap=overlap)
         self.alpha = alpha
         self.render = tuple(name for name in RENDERINGS if name in render)  # colour first
         self.lut = palette_lut(self.meta.dataset.palette)
@@ -119,26 +124,35 @@ class Segmenter:
         source = item if isinstance(item, Frame) else None
         frame = as_bgr8(source.image if source else item)
         image, placement = prepare_frame(frame, self.plan, self.meta.input)
-        return Prepared(image, placement, frame, _ms_since(start), source)
+        return Prepared(image, placement, frame, _ms_since(start), source,
+                        self.plan.layout(placement))
 
     def infer(self, batch: Sequence[Prepared]) -> list[tuple[Prepared, np.ndarray, float]]:
-        """Run one backend call per group of equally sized inputs; ms are shared per frame."""
-        results = []
-        for group in _same_size_groups(batch, self.meta.input.batch):
+        """Run every network input of the batch (a frame, or its tiles), one backend call per
+        group of equally sized inputs (at most the model's fixed batch), then merge each frame's
+        outputs by its layout; ms are shared per input and summed per frame."""
+        views = [(slot, view) for slot, item in enumerate(batch) for view in item.layout.split(item.image)]
+        outputs: list[list[np.ndarray]] = [[] for _ in batch]
+        spent = [0.0] * len(batch)
+        for group in _same_size_groups(views, self.meta.input.batch):
             start = time.perf_counter()
-            stacked = np.stack([item.image for item in group])
+            stacked = np.stack([view for _, view in group])
             fixed_batch = self.meta.input.batch
             if fixed_batch is not None and len(group) < fixed_batch:
                 padding = np.zeros((fixed_batch - len(group), *stacked.shape[1:]), stacked.dtype)
                 stacked = np.concatenate([stacked, padding])
-            outputs = self.backend.run(graph_input(stacked, self.meta.input))[self.meta.output.name]
+            result = self.backend.run(graph_input(stacked, self.meta.input))[self.meta.output.name]
             share = _ms_since(start) / len(group)
-            results += [(item, outputs[index], share) for index, item in enumerate(group)]
-        return results
+            for index, (slot, _) in enumerate(group):
+                outputs[slot].append(result[index])
+                spent[slot] += share
+        return [(item, item.layout.merge(outputs[slot]), spent[slot])
+                for slot, item in enumerate(batch)]
 
     def finish(self, prepared: Prepared, output: np.ndarray, infer_ms: float) -> SegResult:
         start = time.perf_counter()
         if self.meta.output.kind == "labels":
+            check_labels(output, self.meta)  # ids beyond K: a foreign graph, copied metadata
             labels = restore_labels(output, prepared.placement)
         else:
             labels = labels_from_scores(output, prepared.placement)
@@ -187,12 +201,20 @@ class Segmenter:
     def describe(self) -> str:
         return self.backend.describe()
 
+    def attention_note(self) -> str | None:
+        """The self-attention memory of the network inputs this Segmenter makes, with tiling
+        advice above the limit; None for networks without all-pairs attention (HRNet-OCR)."""
+        return attention_note(self.meta, self.plan.network_size, tiled=self.plan.tiles is not None)
 
-def _same_size_groups(batch: Sequence[Prepared], limit: int | None) -> list[list[Prepared]]:
-    groups: list[list[Prepared]] = []
-    for item in batch:
+
+View = tuple[int, np.ndarray]  # (index of its frame in the batch, network input)
+
+
+def _same_size_groups(views: Sequence[View], limit: int | None) -> list[list[View]]:
+    groups: list[list[View]] = []
+    for item in views:
         last = groups[-1] if groups else None
-        if (last and last[0].image.shape == item.image.shape
+        if (last and last[0][1].shape == item[1].shape
                 and (limit is None or len(last) < limit)):
             last.append(item)
         else:

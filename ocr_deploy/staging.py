@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
@@ -27,8 +28,12 @@ class _Failure:
 
 
 def threaded_map(items: Iterable[In], function: Callable[[In], Iterable[Out]], *,
-                 maxsize: int = 4, name: str = "stage") -> Iterator[Out]:
-    """Apply `function` (which yields zero or more outputs per item) in a background thread."""
+                 maxsize: int = 4, name: str = "stage",
+                 abandon: threading.Event | None = None) -> Iterator[Out]:
+    """Apply `function` (which yields zero or more outputs per item) in a background thread.
+
+    Closing the consumer waits for the worker to stop (it finishes the item in hand), unless
+    `abandon` is set meanwhile (a second Ctrl-C): then the worker is left to itself."""
     results: queue.Queue = queue.Queue(maxsize=maxsize)
     stop = threading.Event()
 
@@ -73,4 +78,8 @@ def threaded_map(items: Iterable[In], function: Callable[[In], Iterable[Out]], *
             yield value
     finally:
         stop.set()
-        worker.join(timeout=_JOIN_SECONDS)
+        deadline = time.monotonic() + _JOIN_SECONDS
+        # Joined in short steps: signal handlers run in between, and may set `abandon`.
+        while worker.is_alive() and time.monotonic() < deadline and not (
+                abandon is not None and abandon.is_set()):
+            worker.join(timeout=_POLL_SECONDS)

@@ -46,13 +46,15 @@ class Device(Choice):
 
 
 class SizePolicy(Choice):
-    """How frames are sized for the network (see preprocess.plan_size)."""
+    """How frames are sized for the network (see preprocess.plan_size). sliding: overlapping
+    tiles of the network input, class scores averaged where they overlap (ocr_deploy.tiling)."""
 
     auto = "auto"
     native = "native"
     resize = "resize"
     letterbox = "letterbox"
     reference = "reference"
+    sliding = "sliding"
 
 
 class OutputKind(Choice):

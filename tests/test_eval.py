@@ -126,20 +126,35 @@ def test_bad_datasets(tiny_onnx, tmp_path):
 
 
 def test_flip_and_scales_combine_as_the_reference(export_tiny):
-    """exp of flip-averaged logits, resized to the frame and summed over scales."""
+    """exp of flip-averaged logits; scales > 1 in crop-sized windows (stride = crop, the last
+    ones shifted inward, averaged where they meet); resized to the frame and summed over scales."""
     model = export_tiny(output_kind="logits")
     frame = synthetic_frame(80, 120, seed=6)
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    total = 0
+
+    def inference(image):
+        logits = session.run(None, {"image": np.ascontiguousarray(image)[None]})[0][0]
+        mirrored = session.run(None, {"image": np.ascontiguousarray(image[:, ::-1])[None]})[0][0]
+        return np.exp((logits + mirrored[:, :, ::-1]) * 0.5)
+
+    total, (crop_h, crop_w) = 0, frame.shape[:2]
     for scale in (0.75, 1.0, 1.5):
         size = (round(120 * scale), round(80 * scale))
         image = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR) if scale != 1 else frame
-        logits = session.run(None, {"image": image[None]})[0][0]
-        mirrored = session.run(None, {"image": np.ascontiguousarray(image[:, ::-1])[None]})[0][0]
-        averaged = (logits + mirrored[:, :, ::-1]) * 0.5
-        back = cv2.resize(np.ascontiguousarray(averaged.transpose(1, 2, 0)), (120, 80),
-                          interpolation=cv2.INTER_LINEAR)
-        total = total + np.exp(back)
+        if scale <= 1:
+            scores = inference(image)
+        else:
+            new_h, new_w = image.shape[:2]
+            scores, count = np.zeros((19, new_h, new_w), np.float32), np.zeros((new_h, new_w))
+            for row in range(int(np.ceil((new_h - crop_h) / crop_h)) + 1):
+                for col in range(int(np.ceil((new_w - crop_w) / crop_w)) + 1):
+                    h1, w1 = min(row * crop_h + crop_h, new_h), min(col * crop_w + crop_w, new_w)
+                    h0, w0 = max(h1 - crop_h, 0), max(w1 - crop_w, 0)
+                    scores[:, h0:h1, w0:w1] += inference(image[h0:h1, w0:w1])
+                    count[h0:h1, w0:w1] += 1
+            scores = scores / count
+        total = total + cv2.resize(np.ascontiguousarray(scores.transpose(1, 2, 0)), (120, 80),
+                                   interpolation=cv2.INTER_LINEAR)
     expected = total.argmax(axis=2)
     labels = predict(Segmenter.open(model, device="cpu"), frame, scales=(0.75, 1.0, 1.5), flip=True)
     assert (labels == expected).mean() >= 0.9999

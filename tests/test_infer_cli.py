@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cli import app
 from ocr_deploy.pipeline import run_pipeline
 from ocr_deploy.segmenter import Segmenter
-from ocr_deploy.sinks import make_outputs
+from ocr_deploy.sinks import MANIFEST_NAME, make_outputs
 from ocr_deploy.sources import open_source
 from ocr_deploy.testframes import synthetic_frame
 
@@ -113,7 +113,8 @@ def test_interrupted_run_leaves_playable_video(tiny_onnx, tmp_path):
     assert summary.interrupted and summary.frames == 10
     assert "interrupted after 10 frame(s)" in summary.lines()[0]
     assert len(_read_frames(out / "drive_overlay.mp4")) == 10
-    assert sorted(p.name for p in out.iterdir()) == ["drive_classes.csv", "drive_overlay.mp4"]
+    assert sorted(p.name for p in out.iterdir() if p.name != MANIFEST_NAME) == ["drive_classes.csv",
+                                                                             "drive_overlay.mp4"]
 
 
 def test_video_broken_mid_stream_ends_at_last_good_frame(tiny_onnx, tmp_path):
@@ -144,7 +145,7 @@ def test_folder_with_corrupt_image(tiny_onnx, tmp_path):
     assert result.exit_code == 0, result.output
     assert "processed 3 frame(s)" in result.stdout
     assert "skipped 1" in result.stdout and "broken.png" in result.stdout
-    names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
     assert names == ["a_color.png", "a_labels.png", "a_overlay.jpg", "c_color.png",
                      "c_labels.png", "c_overlay.jpg", "sub/b_color.png", "sub/b_labels.png",
                      "sub/b_overlay.jpg"]

@@ -37,8 +37,10 @@ class HRNetOCRFamily(ModelFamily[OcrConfig]):
                      "ocr_distri_head.object_context_block.f_pixel.0.weight")
     look_alikes = (
         (re.compile(r"^last_layer\."), "a plain HRNetV2 segmentation checkpoint (no OCR head)"),
-        (re.compile(r"^(backbone|decode_head)\."), "an mmsegmentation checkpoint "
-         "(backbone./decode_head. names), which is not supported yet"),
+        (re.compile(r"^decode_head\."), "an mmsegmentation checkpoint (decode_head. names) of "
+         "a network other than OCRNet on HRNetV2"),
+        (re.compile(r"^backbone\."), "an openseg.pytorch or mmsegmentation checkpoint "
+         "(backbone. names) of a network other than HRNet + OCR"),
         (re.compile(r"^(incre_modules|final_layer|classifier)\."),
          "an HRNet classification checkpoint"),
         (re.compile(r"^(fc|layer4)\."), "a ResNet-style checkpoint"),
@@ -46,15 +48,7 @@ class HRNetOCRFamily(ModelFamily[OcrConfig]):
 
     def infer_config(self, weights: Mapping[str, torch.Tensor], *,
                      align_corners: bool | None = None) -> OcrConfig:
-        backbone = BackboneConfig(
-            stage1_blocks=len(_indices(weights, r"^layer1\.(\d+)\.")),
-            stage1_channels=int(weights["layer1.0.conv1.weight"].shape[0]),
-            stage2=_infer_stage(weights, 2), stage3=_infer_stage(weights, 3),
-            stage4=_infer_stage(weights, 4))
-        branch0 = int(weights["transition1.0.0.weight"].shape[0])
-        if branch0 != backbone.stage2.channels[0]:
-            raise CheckpointError(f"inconsistent checkpoint: transition1 makes {branch0} channels "
-                                  f"but stage2 branch 0 has {backbone.stage2.channels[0]}")
+        backbone = infer_backbone(weights)
         pixel_key = "ocr_distri_head.object_context_block.f_pixel.0.weight"
         return OcrConfig(
             backbone=backbone,
@@ -87,20 +81,37 @@ class HRNetOCRFamily(ModelFamily[OcrConfig]):
         return {0: network.aux_head[3], 1: network.cls_head}
 
 
-def _indices(weights: Mapping[str, torch.Tensor], pattern: str) -> list[int]:
+def indices(weights: Mapping[str, torch.Tensor], pattern: str) -> list[int]:
+    """The distinct integers the regex `pattern`'s group 1 matches in the keys, sorted."""
     regex = re.compile(pattern)
     return sorted({int(match.group(1)) for key in weights if (match := regex.match(key))})
 
 
-def _infer_stage(weights: Mapping[str, torch.Tensor], stage: int) -> StageConfig:
-    modules = _indices(weights, rf"^stage{stage}\.(\d+)\.branches\.")
-    branches = _indices(weights, rf"^stage{stage}\.0\.branches\.(\d+)\.")
+def infer_backbone(weights: Mapping[str, torch.Tensor], prefix: str = "") -> BackboneConfig:
+    """An HRNet backbone's layout from tensor shapes, its keys under `prefix` (e.g. 'backbone.')."""
+    at = re.escape(prefix)
+    backbone = BackboneConfig(
+        stage1_blocks=len(indices(weights, rf"^{at}layer1\.(\d+)\.")),
+        stage1_channels=int(weights[f"{prefix}layer1.0.conv1.weight"].shape[0]),
+        stage2=_infer_stage(weights, 2, prefix), stage3=_infer_stage(weights, 3, prefix),
+        stage4=_infer_stage(weights, 4, prefix))
+    branch0 = int(weights[f"{prefix}transition1.0.0.weight"].shape[0])
+    if branch0 != backbone.stage2.channels[0]:
+        raise CheckpointError(f"inconsistent checkpoint: transition1 makes {branch0} channels "
+                              f"but stage2 branch 0 has {backbone.stage2.channels[0]}")
+    return backbone
+
+
+def _infer_stage(weights: Mapping[str, torch.Tensor], stage: int, prefix: str) -> StageConfig:
+    at = re.escape(f"{prefix}stage{stage}")
+    modules = indices(weights, rf"^{at}\.(\d+)\.branches\.")
+    branches = indices(weights, rf"^{at}\.0\.branches\.(\d+)\.")
     if not modules or not branches:
-        raise CheckpointError(f"the checkpoint has no stage{stage} weights; it is not a complete "
-                              "HRNet-OCR state dict")
-    blocks = tuple(len(_indices(weights, rf"^stage{stage}\.0\.branches\.{b}\.(\d+)\."))
+        raise CheckpointError(f"the checkpoint has no {prefix}stage{stage} weights; it is not a "
+                              "complete HRNet state dict")
+    blocks = tuple(len(indices(weights, rf"^{at}\.0\.branches\.{b}\.(\d+)\."))
                    for b in branches)
-    channels = tuple(int(weights[f"stage{stage}.0.branches.{b}.0.conv1.weight"].shape[0])
+    channels = tuple(int(weights[f"{prefix}stage{stage}.0.branches.{b}.0.conv1.weight"].shape[0])
                      for b in branches)
     return StageConfig(len(modules), blocks, channels)
 

@@ -9,13 +9,22 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ocr_deploy.backends.base import BackendUnavailable
-from ocr_deploy.errors import ModelFileError
+from ocr_deploy.backends.ort_gpu import (
+    ORT_LOG_ERRORS_ONLY,
+    GpuSettings,
+    check_providers_took,
+    quiet_onnxruntime,
+    tensorrt_cache_dir,
+)
+from ocr_deploy.errors import ConfigError, ModelFileError
+from ocr_deploy.fileio import ensure_output_folder
 from ocr_deploy.meta import ModelMeta, meta_from_custom_map
+from ocr_deploy.meta_checks import check_session
 from ocr_deploy.vocabulary import Device, parse_choice
 
 if TYPE_CHECKING:
@@ -60,9 +69,11 @@ def ort_reason(error: BaseException) -> str:
     return text if len(text) <= 160 else "..." + text[-157:]
 
 
-def _session(model: Path | bytes, providers: list[str], *, optimize: bool, threads: int | None,
-             source: str) -> ort.InferenceSession:
+def _session(model: Path | bytes, providers: list[str] | list[tuple[str, dict[str, Any]]], *,
+             optimize: bool, threads: int | None, source: str) -> ort.InferenceSession:
     import onnxruntime as ort
+
+    quiet_onnxruntime(ort)  # its default logger, for what is logged outside the session
 
     if isinstance(model, Path) and not model.is_file():
         raise ModelFileError(f"model not found: {model}")
@@ -72,7 +83,7 @@ def _session(model: Path | bytes, providers: list[str], *, optimize: bool, threa
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     if threads:
         options.intra_op_num_threads = threads
-    options.log_severity_level = 3
+    options.log_severity_level = ORT_LOG_ERRORS_ONLY
     try:
         return ort.InferenceSession(str(model) if isinstance(model, Path) else model, options,
                                     providers=providers)
@@ -98,17 +109,23 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(self, model: Path | bytes, *, device: str = "auto", threads: int | None = None,
-                 source: str | None = None):
-        """`model`: a file, or serialized ONNX bytes (then `source` names it in messages)."""
+                 source: str | None = None, fp16: bool = False):
+        """`model`: a file, or serialized ONNX bytes (then `source` names it in messages).
+        fp16: let ONNX Runtime's TensorRT provider build an FP32 graph in FP16."""
         import onnxruntime as ort
 
         source = source or (str(model) if isinstance(model, Path) else "the ONNX model in memory")
         # Every core by default: ORT's own default counts physical cores only.
         self._threads = threads or _cpu_threads()
-        self.session = _session(model, choose_providers(device, ort.get_available_providers()),
+        names = choose_providers(device, ort.get_available_providers())
+        if fp16 and _TENSORRT not in names:
+            raise ConfigError("FP16 compute of an FP32 graph is a TensorRT provider option: pass "
+                              "--device tensorrt, or export an FP16 ONNX (export --precision fp16)")
+        self.session = _session(model, _with_options(model, names, fp16=fp16, source=source),
                                 optimize=True, threads=self._threads, source=source)
-        self.meta: ModelMeta = meta_from_custom_map(
-            self.session.get_modelmeta().custom_metadata_map, source=source)
+        check_providers_took(device, names, self.session.get_providers(), version=ort.__version__)
+        self.meta: ModelMeta = check_session(meta_from_custom_map(
+            self.session.get_modelmeta().custom_metadata_map, source=source), self.session, source=source)
         self.providers = tuple(self.session.get_providers())
         self._names = [output.name for output in self.session.get_outputs()]
 
@@ -122,6 +139,22 @@ class OnnxRuntimeBackend:
     def describe(self) -> str:
         providers = ", ".join(name.replace("ExecutionProvider", "") for name in self.providers)
         return f"onnxruntime {_version()} [{providers}], {self._threads} CPU threads"
+
+
+def _with_options(model: Path | bytes, names: list[str], *, fp16: bool, source: str
+                  ) -> list[str] | list[tuple[str, dict[str, Any]]]:
+    """The providers with ocr-deploy's options (ort_gpu.GpuSettings) where a GPU one is asked;
+    those options depend on the model's precision and size, read first from its metadata."""
+    if names == [_CPU]:
+        return names
+    meta = meta_from_custom_map(cpu_session(model, optimize=False, source=source)
+                                .get_modelmeta().custom_metadata_map, source=source)
+    settings = GpuSettings(cache_dir=tensorrt_cache_dir(), fp16=fp16,
+                           model_precision=meta.provenance.precision,
+                           static_size=meta.input.fixed_size is not None and meta.input.batch is not None)
+    if _TENSORRT in names:
+        ensure_output_folder(settings.cache_dir)
+    return settings.providers(names)
 
 
 def _version() -> str:
@@ -148,7 +181,8 @@ def status_detail() -> str:
 def read_meta(path: Path) -> ModelMeta:
     """Metadata of an exported ONNX file, read with ONNX Runtime (no torch, no onnx package)."""
     session = cpu_session(path, optimize=False)
-    return meta_from_custom_map(session.get_modelmeta().custom_metadata_map, source=str(path))
+    meta = meta_from_custom_map(session.get_modelmeta().custom_metadata_map, source=str(path))
+    return check_session(meta, session, source=str(path))  # metadata agrees with the graph
 
 
 def artifact_rows(path: Path) -> list[tuple[str, str]]:

@@ -26,6 +26,7 @@ import numpy as np
 from ocr_deploy.backends.base import BackendUnavailable
 from ocr_deploy.errors import ModelFileError
 from ocr_deploy.meta import META_KEY, ModelMeta, meta_from_custom_map
+from ocr_deploy.meta_checks import TensorSig, check_graph, openvino_sigs
 from ocr_deploy.preprocess import FrameError
 from ocr_deploy.vocabulary import Device, PerformanceMode, Precision, parse_choice
 
@@ -108,6 +109,8 @@ class IrFile:
     xml: Path
     meta_text: str | None
     weights_needed: int
+    inputs: tuple[TensorSig, ...] = ()
+    outputs: tuple[TensorSig, ...] = ()
 
     @property
     def weights(self) -> Path:
@@ -117,7 +120,8 @@ class IrFile:
         if self.meta_text is None:
             raise ModelFileError(f"{self.xml} has no ocr-deploy metadata (an IR made by another "
                                  f"tool?); {REBUILD_HINT} from an ocr-deploy ONNX")
-        return ModelMeta.from_json(self.meta_text, source=str(self.xml))
+        meta = ModelMeta.from_json(self.meta_text, source=str(self.xml))
+        return check_graph(meta, self.inputs, self.outputs, source=str(self.xml))
 
     def check_weights(self) -> None:
         """One clear line for a missing or truncated .bin (OpenVINO's own is a C++ check)."""
@@ -147,7 +151,45 @@ def read_ir(path: Path) -> IrFile:
         if layer.get("type") == "Const" and data is not None and "offset" in data.attrib:
             needed = max(needed, int(data.get("offset", 0)) + int(data.get("size", 0)))
     node = root.find(f"rt_info/{META_KEY}")
-    return IrFile(path, None if node is None else node.get("value"), needed)
+    inputs, outputs = _ir_signature(root)
+    return IrFile(path, None if node is None else node.get("value"), needed, inputs, outputs)
+
+
+_IR_PRECISIONS = {"U8": "uint8", "U16": "uint16", "I32": "int32", "I64": "int64",
+                  "FP32": "float32", "FP16": "float16", "BF16": "bfloat16"}
+
+
+def _ir_port_sig(names: str, port: Any) -> list[TensorSig]:
+    dtype = _IR_PRECISIONS.get(port.get("precision", ""), port.get("precision", "?").lower())
+    shape = tuple(None if int(dim.text or -1) < 0 else int(dim.text or 0)
+                  for dim in port.iter("dim"))
+    return [TensorSig(name.strip(), dtype, shape) for name in names.split(",") if name.strip()]
+
+
+def _ir_signature(root: Any) -> tuple[tuple[TensorSig, ...], tuple[TensorSig, ...]]:
+    """The IR's inputs (Parameter layers) and outputs (Result layers) as the .xml declares them:
+    an output's names are on its Result (IR v11) or on the port that feeds it."""
+    layers = {layer.get("id"): layer for layer in root.iter("layer")}
+    feeds = {edge.get("to-layer"): (edge.get("from-layer"), edge.get("from-port"))
+             for edge in root.iter("edge")}
+    inputs: list[TensorSig] = []
+    outputs: list[TensorSig] = []
+    for layer_id, layer in layers.items():
+        if layer.get("type") == "Parameter":
+            port = layer.find("output/port")
+            if port is not None:
+                inputs += _ir_port_sig(port.get("names", layer.get("name", "")), port)
+        elif layer.get("type") == "Result":
+            port = layer.find("input/port")
+            names = layer.get("output_names")
+            if names is None and layer_id in feeds:
+                producer, port_id = feeds[layer_id]
+                source = layers.get(producer)
+                fed = None if source is None else source.find(f"output/port[@id='{port_id}']")
+                names = "" if fed is None else fed.get("names", "")
+            if port is not None:
+                outputs += _ir_port_sig(names or "", port)
+    return tuple(inputs), tuple(outputs)
 
 
 def _is_ir(path: Path) -> bool:
@@ -171,6 +213,7 @@ def _read_model(core: ov.Core, path: Path) -> tuple[ov.Model, ModelMeta]:
         key = ["framework", META_KEY]
         custom = {META_KEY: model.get_rt_info(key).astype(str)} if model.has_rt_info(key) else {}
         meta = meta_from_custom_map(custom, source=str(path))
+    check_graph(meta, openvino_sigs(model.inputs), openvino_sigs(model.outputs), source=str(path))
     return model, meta
 
 

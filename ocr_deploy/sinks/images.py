@@ -61,7 +61,7 @@ class ImageFileSink:
 
     def write(self, result: SegResult) -> None:
         stem = frame_stem(result, self.context.is_video)
-        path = self.context.folder / f"{stem}_{self.what}{self.suffix}"
+        path = self.context.output_path(f"{stem}_{self.what}{self.suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)  # folder sources keep their sub-folders
         atomic_write_bytes(path, self.encode(result))
         self.written.append(path)

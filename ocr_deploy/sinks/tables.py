@@ -27,9 +27,12 @@ class ClassTable:
     needs: ClassVar[frozenset[str]] = frozenset()
     video_only: ClassVar[bool] = True
 
+    def __post_init__(self) -> None:
+        self._path = self.context.output_path(f"{self.context.stem}_classes.csv")  # before frames
+
     def write(self, result: SegResult) -> None:
         if self._csv is None:
-            self._file = PartialFile(self.context.folder / f"{self.context.stem}_classes.csv")
+            self._file = PartialFile(self._path)
             self._stream = self._file.temporary.open("w", newline="")
             self._csv = csv.writer(self._stream)
             self._csv.writerow(["frame", "timestamp_ms", *self.context.meta.dataset.classes])

@@ -30,6 +30,9 @@ class OverlayVideo:
     needs: ClassVar[frozenset[str]] = frozenset({"overlay"})
     video_only: ClassVar[bool] = True
 
+    def __post_init__(self) -> None:
+        self._path = self.context.output_path(f"{self.context.stem}_overlay.mp4")  # before frames
+
     def write(self, result: SegResult) -> None:
         if self._writer is None:
             self._open(result.overlay)
@@ -39,7 +42,7 @@ class OverlayVideo:
         import cv2
 
         folder = self.context.folder
-        partial = PartialFile(folder / f"{self.context.stem}_overlay.mp4")
+        partial = PartialFile(self._path)
         height, width = first.shape[:2]
         writer = cv2.VideoWriter(str(partial.temporary), cv2.VideoWriter_fourcc(*_VIDEO_FOURCC),
                                  self.context.fps, (width, height))

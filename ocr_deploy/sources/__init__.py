@@ -18,6 +18,7 @@ from ocr_deploy.sources import captures, images
 from ocr_deploy.sources.base import Frame, Source, SourceError, SourceOptions, SourceReport
 from ocr_deploy.sources.captures import STREAM_SCHEMES, VIDEO_SUFFIXES, LiveCapture, VideoFile
 from ocr_deploy.sources.frames import FrameIterable, is_frame_iterable, open_frames
+from ocr_deploy.sources.headers import DEFAULT_MAX_PIXELS
 from ocr_deploy.sources.images import IMAGE_SUFFIXES, ImageFiles
 
 SourceSpec = str | os.PathLike[str] | Source | Iterable[np.ndarray | Frame]
@@ -43,11 +44,14 @@ SOURCE_KINDS: tuple[SourceKind, ...] = (
 
 
 def open_source(spec: SourceSpec, *, recursive: bool = False, stride: int = 1,
-                max_frames: int | None = None, open_timeout_s: float = 10.0) -> Source:
+                max_frames: int | None = None, open_timeout_s: float = 10.0,
+                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Source:
     """Image file, folder, glob, video file, camera index ('0') or stream URL; a Source of
-    your own passes straight through, and an iterable of frames is wrapped as kind 'frames'."""
+    your own passes straight through, and an iterable of frames is wrapped as kind 'frames'.
+    Image files and videos with more than `max_pixels` per frame (read from the header, before
+    decoding) are refused; None lifts the limit."""
     options = SourceOptions(recursive=recursive, stride=stride, max_frames=max_frames,
-                            open_timeout_s=open_timeout_s)
+                            open_timeout_s=open_timeout_s, max_pixels=max_pixels)
     if isinstance(spec, Source):
         return spec
     if isinstance(spec, os.PathLike):
@@ -82,7 +86,7 @@ def read_frames(specs: list[str], *, max_frames: int,
     return frames
 
 
-__all__ = ["IMAGE_SUFFIXES", "SOURCE_KINDS", "STREAM_SCHEMES", "VIDEO_SUFFIXES", "Frame",
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "SOURCE_KINDS", "STREAM_SCHEMES", "VIDEO_SUFFIXES", "Frame",
            "FrameIterable", "ImageFiles", "LiveCapture", "Source", "SourceError", "SourceKind",
            "SourceOptions", "SourceReport", "SourceSpec", "VideoFile", "open_source",
            "read_frames"]

@@ -40,12 +40,15 @@ class SourceOptions:
     stride: int = 1  # videos and frame iterables: every N-th frame
     max_frames: int | None = None  # stop after N frames
     open_timeout_s: float = 10.0  # streams: give up connecting (and each read) after this
+    max_pixels: int | None = None  # images and videos: refuse larger frames before decoding
 
     def __post_init__(self) -> None:
         if self.stride < 1:
             raise SourceError(f"--stride must be at least 1 (got {self.stride})")
         if self.max_frames is not None and self.max_frames < 1:
             raise SourceError(f"--max-frames must be at least 1 (got {self.max_frames})")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise SourceError(f"--max-pixels must be at least 1 (got {self.max_pixels})")
 
 
 @dataclass

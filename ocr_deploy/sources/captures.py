@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ocr_deploy.sources.base import Frame, Source, SourceError, SourceOptions
+from ocr_deploy.sources.headers import too_many_pixels
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
@@ -36,7 +37,7 @@ def is_live(spec: str) -> bool:
 
 def open_live(spec: str, options: SourceOptions) -> Source:
     return open_capture(spec, live=True, stride=options.stride, max_frames=options.max_frames,
-                        open_timeout_s=options.open_timeout_s)
+                        open_timeout_s=options.open_timeout_s, max_pixels=options.max_pixels)
 
 
 def is_video_file(spec: str) -> bool:
@@ -45,12 +46,17 @@ def is_video_file(spec: str) -> bool:
 
 
 def open_video_file(spec: str, options: SourceOptions) -> Source:
-    return open_capture(str(Path(spec).expanduser()), live=False, stride=options.stride,
-                        max_frames=options.max_frames, open_timeout_s=options.open_timeout_s)
+    path = Path(spec).expanduser()
+    if not path.is_file():  # a FIFO named .mp4 would block the reader forever
+        raise SourceError(f"{path} is not a regular file (a folder, FIFO, device or socket); "
+                          "give a video file")
+    return open_capture(str(path), live=False, stride=options.stride,
+                        max_frames=options.max_frames, open_timeout_s=options.open_timeout_s,
+                        max_pixels=options.max_pixels)
 
 
 def open_capture(spec: str, *, live: bool, stride: int, max_frames: int | None,
-                 open_timeout_s: float) -> Source:
+                 open_timeout_s: float, max_pixels: int | None = None) -> Source:
     import cv2
 
     capture = _capture(spec, open_timeout_s)
@@ -63,6 +69,11 @@ def open_capture(spec: str, *, live: bool, stride: int, max_frames: int | None,
                               "video stream)")
         raise SourceError(f"{spec} is not a readable video (corrupt or unsupported codec)")
     fps = capture.get(cv2.CAP_PROP_FPS) or None
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)))
+    limit = too_many_pixels(size, max_pixels)
+    if limit is not None:
+        capture.release()
+        raise SourceError(f"{spec} frames are too large: {limit}")
     if live and stride != 1:
         capture.release()
         raise SourceError("--stride applies to video files; live sources already drop the "
@@ -73,11 +84,16 @@ def open_capture(spec: str, *, live: bool, stride: int, max_frames: int | None,
                            total=max_frames, fps=fps or _LIVE_FPS_FALLBACK, capture=capture,
                            max_frames=max_frames)
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, first = capture.read()  # kept for the run: a video that opens may still hold no frame
+    if not ok or first is None:
+        capture.release()
+        raise SourceError(f"{spec} has no frames (an empty or damaged video)")
     expected = (count + stride - 1) // stride if count > 0 else None
     if expected is not None and max_frames is not None:
         expected = min(expected, max_frames)
     return VideoFile(kind="video", name=Path(spec).stem, total=expected, fps=fps,
-                     capture=capture, stride=stride, max_frames=max_frames, frame_count=count)
+                     capture=capture, stride=stride, max_frames=max_frames, frame_count=count,
+                     _first=first)
 
 
 @dataclass
@@ -88,6 +104,7 @@ class _Capture(Source):
     capture: Any = None
     is_video: ClassVar[bool] = True
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _closed: bool = False  # released by close(): a failed read then is no damage to report
 
     def _read(self) -> tuple[bool, Any]:
         with self._lock:
@@ -101,6 +118,7 @@ class _Capture(Source):
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self.capture is not None:
                 self.capture.release()
                 self.capture = None
@@ -111,6 +129,7 @@ class VideoFile(_Capture):
     stride: int = 1
     max_frames: int | None = None
     frame_count: int = 0
+    _first: Any = None  # the first frame, read when the video was opened
 
     def frames(self) -> Iterator[Frame]:
         fps = self.fps or _LIVE_FPS_FALLBACK
@@ -118,7 +137,10 @@ class VideoFile(_Capture):
         index = 0
         while self.max_frames is None or produced < self.max_frames:
             start = time.perf_counter()
-            ok, image = self._read()
+            if self._first is not None:
+                ok, image, self._first = True, self._first, None
+            else:
+                ok, image = self._read()
             if not ok or image is None:
                 self._note_end(index)
                 return
@@ -133,6 +155,8 @@ class VideoFile(_Capture):
             index += 1
 
     def _note_end(self, index: int) -> None:
+        if self._closed:  # stopped by an interruption, not by the file
+            return
         if self.frame_count and index < self.frame_count:
             self.report.ended_early = (f"video ended at frame {index} of {self.frame_count} "
                                        "(damaged or truncated)")

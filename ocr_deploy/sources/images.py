@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ocr_deploy.sources.base import Frame, Source, SourceError, SourceOptions
+from ocr_deploy.sources.headers import read_header_size, too_many_pixels
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 _GLOB_CHARS = "*?["
@@ -25,27 +26,77 @@ def read_image(path: Path) -> np.ndarray | None:
     return cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
 
 
+def regular_file(path: Path) -> Path:
+    """`path` if it is a regular file; a FIFO, device or socket would block or never end."""
+    if path.exists() and not path.is_file():
+        raise SourceError(f"{path} is not a regular file (a folder, FIFO, device or socket); "
+                          "give an image or video file")
+    return path
+
+
+def oversized(path: Path, max_pixels: int | None) -> str | None:
+    """Why `path` is refused by the pixel limit, read from its header (nothing decoded)."""
+    return too_many_pixels(read_header_size(path), max_pixels)
+
+
 @dataclass
 class ImageFiles(Source):
     paths: list[Path] = field(default_factory=list)
     root: Path | None = None  # names are relative to it, so sub-folders stay apart
     single: bool = False
+    recursive: bool = False  # the root was searched with its sub-folders
+    max_pixels: int | None = None
+    _decoded: dict[int, np.ndarray] = field(default_factory=dict, repr=False)  # decoded at open
 
     @property
     def skips_bad_frames(self) -> bool:
         return not self.single
 
     def frames(self) -> Iterator[Frame]:
+        names = output_names(self.paths, self.root)
         for index, path in enumerate(self.paths):
             start = time.perf_counter()
-            image = read_image(path)
-            name = str(path.relative_to(self.root).with_suffix("")) if self.root else path.stem
+            image = self._decoded.pop(index, None)
             if image is None:
-                if self.single:
-                    raise SourceError(f"{path} is not a readable image (corrupt or unsupported)")
-                self.report.skipped.append((str(path), "not a readable image"))
-                continue
-            yield Frame(image, index, name, None, (time.perf_counter() - start) * 1000.0)
+                image, why = self._read(path)
+                if image is None:
+                    if self.single:
+                        raise SourceError(f"{path} {why}")
+                    self.report.skipped.append((str(path), why))
+                    continue
+            yield Frame(image, index, names[index], None, (time.perf_counter() - start) * 1000.0)
+
+    def _read(self, path: Path) -> tuple[np.ndarray | None, str]:
+        if not path.is_file():
+            return None, "is not a regular file"
+        limit = oversized(path, self.max_pixels)
+        if limit is not None:
+            return None, f"is too large: {limit}"
+        image = read_image(path)
+        return image, "is not a readable image (corrupt or unsupported)"
+
+    def reads_from(self, folder: Path) -> bool:
+        """Would files written into `folder` be among this source's inputs on a rerun?"""
+        folder = folder.resolve()
+        if self.single:
+            return False
+        if self.recursive and self.root is not None and folder.is_relative_to(self.root.resolve()):
+            return True
+        return any(path.resolve().parent == folder for path in self.paths)
+
+
+def output_names(paths: list[Path], root: Path | None) -> list[str]:
+    """Output stem per input: its path relative to the root without its suffix, or with the
+    suffix kept where two inputs would share a stem (img.png and img.jpg: 'img.png', 'img.jpg')."""
+    def relative(path: Path) -> Path:
+        return path.relative_to(root) if root else Path(path.name)
+
+    stems = [str(relative(path).with_suffix("")) for path in paths]
+    counts: dict[str, int] = {}
+    for stem in stems:
+        counts[stem.lower()] = counts.get(stem.lower(), 0) + 1  # case-insensitive file systems
+    return [str(relative(path)) if counts[stem.lower()] > 1 else stem
+            for path, stem in zip(paths, stems, strict=True)]
 
 
 def is_folder(spec: str) -> bool:
@@ -56,7 +107,7 @@ def open_folder(spec: str, options: SourceOptions) -> ImageFiles:
     path = Path(spec).expanduser()
     pattern = "**/*" if options.recursive else "*"
     return _image_set(sorted(p for p in path.glob(pattern) if _is_image(p)), spec, path,
-                      options.max_frames)
+                      options, recursive=options.recursive)
 
 
 def is_glob(spec: str) -> bool:
@@ -64,9 +115,12 @@ def is_glob(spec: str) -> bool:
 
 
 def open_glob(spec: str, options: SourceOptions) -> ImageFiles:
-    matches = sorted(Path(p) for p in glob.glob(spec, recursive=True) if _is_image(Path(p)))
+    # Resolved and deduplicated: '..' in a pattern can match one file by several spellings, and
+    # names relative to the resolved root never climb out of the output folder.
+    found = (Path(p).resolve() for p in glob.glob(os.path.expanduser(spec), recursive=True))
+    matches = sorted({path for path in found if _is_image(path)})
     root = Path(os.path.commonpath([str(m.parent) for m in matches])) if matches else None
-    return _image_set(matches, spec, root, options.max_frames)
+    return _image_set(matches, spec, root, options, recursive="**" in spec)
 
 
 def is_existing_path(spec: str) -> bool:
@@ -75,21 +129,30 @@ def is_existing_path(spec: str) -> bool:
 
 
 def open_image(spec: str, options: SourceOptions) -> ImageFiles:
-    path = Path(spec).expanduser()
-    if read_image(path) is None:  # before any model loads: the error is the only output
+    path = regular_file(Path(spec).expanduser())
+    limit = oversized(path, options.max_pixels)
+    if limit is not None:
+        raise SourceError(f"{path} is too large: {limit}")
+    # Decoded once, here, before any model loads (an unreadable image is the only output), and
+    # handed to the run rather than decoded again.
+    image = read_image(path)
+    if image is None:
         raise SourceError(f"{path} is not a readable image (corrupt or unsupported)")
-    return ImageFiles(kind="image", name=path.stem, total=1, paths=[path], single=True)
+    return ImageFiles(kind="image", name=path.stem, total=1, paths=[path], single=True,
+                      max_pixels=options.max_pixels, _decoded={0: image})
 
 
 def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _image_set(paths: list[Path], spec: str, root: Path | None,
-               max_frames: int | None) -> ImageFiles:
+def _image_set(paths: list[Path], spec: str, root: Path | None, options: SourceOptions, *,
+               recursive: bool) -> ImageFiles:
     if not paths:
         raise SourceError(f"no images found in {spec} (looked for "
                           f"{', '.join(sorted(IMAGE_SUFFIXES))}; --recursive searches sub-folders)")
+    max_frames = options.max_frames
     paths = paths[:max_frames] if max_frames else paths
     name = root.name if root and root.name else "images"
-    return ImageFiles(kind="images", name=name, total=len(paths), paths=paths, root=root)
+    return ImageFiles(kind="images", name=name, total=len(paths), paths=paths, root=root,
+                      recursive=recursive, max_pixels=options.max_pixels)
