@@ -136,7 +136,8 @@ def test_a_former_output_the_user_changed_is_protected(tiny_onnx, first_run, cha
 
 
 @pytest.mark.parametrize("damage", [b"{not json", b"[" * 100_000, b'{"format": "other", "files": {}}',
-                                    b'{"format": "ocr-deploy-outputs/1", "files": {"street_labels.png": 3}}'])
+                                    b'{"format": "ocr-deploy-outputs/1", "files": {"street_labels.png": 3}}'],
+                         ids=["not-json", "nested-deep", "other-format", "bad-entry"])
 def test_damaged_manifest_reads_as_empty_and_protects(tiny_onnx, first_run, damage):
     street, out = first_run
     (out / MANIFEST_NAME).write_bytes(damage)
