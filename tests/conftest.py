@@ -51,19 +51,38 @@ def family_fixtures() -> Path:
 
 
 @pytest.fixture(scope="session")
-def family_checkpoint(family_fixtures, tmp_path_factory) -> Callable[..., Path]:
+def run_folder(tmp_path_factory, worker_id: str) -> Path:
+    """A folder every xdist worker of this test run shares: artifacts that cost tens of seconds
+    (exports, framework checkpoints) are built once per run, not once per worker."""
+    root = tmp_path_factory.getbasetemp()
+    folder = (root if worker_id == "master" else root.parent) / "built_once"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def built_once(path: Path, build: Callable[[Path], object]) -> Path:
+    """`path`, built by `build(temporary path)` by whichever worker comes first; the others wait
+    for it. The temporary name keeps a crashed build from passing as a finished one."""
+    from filelock import FileLock
+
+    with FileLock(f"{path}.lock"):
+        if not path.exists():
+            partial = path.with_name(f"partial-{path.name}")
+            build(partial)
+            partial.replace(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def family_checkpoint(family_fixtures, run_folder) -> Callable[..., Path]:
     """make(NAME, layout=None): the fixture NAME rebuilt in its framework's own container by the
-    fixture's make_checkpoint.py (once per test session and layout)."""
-    made: dict[tuple[str, str | None], Path] = {}
-    folder = tmp_path_factory.mktemp("family_checkpoints")
+    fixture's make_checkpoint.py (once per test run and layout)."""
 
     def make(name: str, layout: str | None = None) -> Path:
-        if (name, layout) not in made:
-            out = folder / f"{name}_{layout or 'default'}.pth"
-            command = [sys.executable, str(family_fixtures / "make_checkpoint.py"), name, str(out)]
-            subprocess.run(command + (["--layout", layout] if layout else []), check=True)
-            made[name, layout] = out
-        return made[name, layout]
+        command = [sys.executable, str(family_fixtures / "make_checkpoint.py"), name]
+        layout_args = ["--layout", layout] if layout else []
+        return built_once(run_folder / f"{name}_{layout or 'default'}.pth", lambda out: subprocess.run(
+            [*command, str(out), *layout_args], check=True))
 
     return make
 
@@ -83,27 +102,25 @@ def tiny_model(tiny_config):
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tiny_model, tmp_path_factory) -> Path:
+def tiny_checkpoint(tiny_model, run_folder) -> Path:
     from exporters.synthetic import save_release
 
-    folder = tmp_path_factory.mktemp("tiny")
-    return save_release(tiny_model, folder / "tiny_release.pth")
+    return built_once(run_folder / "tiny_release.pth", lambda out: save_release(tiny_model, out))
 
 
 @pytest.fixture(scope="session")
-def export_tiny(tiny_checkpoint, tmp_path_factory):
+def export_tiny(tiny_checkpoint, run_folder):
     """Export the tiny network with ExportRequest options, once per distinct set of options."""
+    import hashlib
+
     from exporters.export_job import ExportRequest, run_export
 
-    cache: dict[tuple, Path] = {}
-
     def export(**options) -> Path:
-        key = tuple(sorted(options.items()))
-        if key not in cache:
-            output = tmp_path_factory.mktemp("tiny_onnx") / "tiny.onnx"
-            run_export(ExportRequest(weights=tiny_checkpoint, output=output, **options))
-            cache[key] = output
-        return cache[key]
+        key = hashlib.sha256(repr(sorted(options.items())).encode()).hexdigest()[:16]
+        folder = run_folder / f"tiny_onnx_{key}"
+        folder.mkdir(exist_ok=True)
+        return built_once(folder / "tiny.onnx", lambda out: run_export(
+            ExportRequest(weights=tiny_checkpoint, output=out, **options)))
 
     return export
 

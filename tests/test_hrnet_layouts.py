@@ -4,6 +4,7 @@ through the CLI with verification on, on ONNX Runtime from the raw uint8 frame."
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import cv2
@@ -94,6 +95,11 @@ def exported(case, tmp_path_factory):
     """One CLI export per fixture, verified, static at the fixture's frame size (W48 is 69 M
     parameters: a dynamic export would verify two more sizes in float32 and float64)."""
     spec, path, expected = case
+    if spec.variant == "w48" and not os.environ.get("OCR_DEPLOY_SLOW_TESTS"):
+        # 69 M parameters: the CLI export alone would take a sixth of the suite's 10-minute budget.
+        # The PyTorch test above proves the weights; the export path is the one the mmseg fixture
+        # and the reference fixtures prove. OCR_DEPLOY_SLOW_TESTS=1 runs it.
+        pytest.skip("W48 export runs with OCR_DEPLOY_SLOW_TESTS=1 (69 M parameters)")
     height, width = expected["labels"].shape
     output = tmp_path_factory.mktemp(spec.name) / "model.onnx"
     result = CliRunner().invoke(app, ["export", str(path), "-o", str(output),
