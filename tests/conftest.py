@@ -51,11 +51,11 @@ def family_fixtures() -> Path:
 
 
 @pytest.fixture(scope="session")
-def run_folder(tmp_path_factory, worker_id: str) -> Path:
+def run_folder(tmp_path_factory) -> Path:
     """A folder every xdist worker of this test run shares: artifacts that cost tens of seconds
     (exports, framework checkpoints) are built once per run, not once per worker."""
     root = tmp_path_factory.getbasetemp()
-    folder = (root if worker_id == "master" else root.parent) / "built_once"
+    folder = (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / "built_once"
     folder.mkdir(exist_ok=True)
     return folder
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from exporters.models import hrnet_ocr, mmseg_hrnet_ocr, ocnet_resnet, openseg_hrnet_ocr, openseg_resnet
+from exporters.models import (
+    hrnet_ocr,
+    mmseg_hrnet_ocr,
+    mmseg_resnet_ocr,
+    ocnet_resnet,
+    openseg_hrnet_ocr,
+    openseg_resnet,
+)
 from exporters.models.base import FamilyMatch, ModelFamily
 from ocr_deploy.errors import ModelFileError
 
@@ -19,6 +26,7 @@ FAMILIES: dict[str, ModelFamily[Any]] = {family.key: family for family in (
     openseg_hrnet_ocr.FAMILY,
     openseg_hrnet_ocr.ASP_FAMILY,
     mmseg_hrnet_ocr.FAMILY,
+    mmseg_resnet_ocr.FAMILY,
     openseg_resnet.FAMILY,
     ocnet_resnet.FAMILY,
 )}
