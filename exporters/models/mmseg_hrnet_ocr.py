@@ -47,16 +47,8 @@ class MMSegHRNetOCRFamily(ModelFamily[MMSegOcrConfig]):
 
     def infer_config(self, weights: Mapping[str, torch.Tensor], *,
                      align_corners: bool | None = None) -> MMSegOcrConfig:
-        fcn_convs = len(indices(weights, r"^decode_head\.0\.convs\.(\d+)\.conv\.weight$"))
-        fcn = weights["decode_head.0.convs.0.conv.weight"] if fcn_convs else None
         return MMSegOcrConfig(
-            backbone=infer_backbone(weights, "backbone."),
-            num_classes=int(weights["decode_head.1.conv_seg.weight"].shape[0]),
-            channels=int(weights["decode_head.1.bottleneck.conv.weight"].shape[0]),
-            ocr_channels=int(weights[_QUERY_KEY].shape[0]),
-            fcn_channels=int(weights["decode_head.0.conv_seg.weight"].shape[1]),
-            fcn_kernel=int(fcn.shape[-1]) if fcn is not None else 1,
-            fcn_convs=fcn_convs,
+            backbone=infer_backbone(weights, "backbone."), **mmseg_head_settings(weights),
             align_corners=DEFAULT_ALIGN_CORNERS if align_corners is None else align_corners)
 
     def build(self, config: MMSegOcrConfig) -> MMSegHRNetOCR:
@@ -85,6 +77,19 @@ class MMSegHRNetOCRFamily(ModelFamily[MMSegOcrConfig]):
 
     def classifiers(self, network: nn.Module) -> dict[int, nn.Conv2d]:
         return {0: network.decode_head[0].conv_seg, 1: network.decode_head[1].conv_seg}
+
+
+def mmseg_head_settings(weights: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """The widths of mmsegmentation's CascadeEncoderDecoder heads (decode_head.0 an FCNHead,
+    decode_head.1 an OCRHead), read from tensor shapes; the same for every OCRNet backbone."""
+    fcn_convs = len(indices(weights, r"^decode_head\.0\.convs\.(\d+)\.conv\.weight$"))
+    fcn = weights["decode_head.0.convs.0.conv.weight"] if fcn_convs else None
+    return {"num_classes": int(weights["decode_head.1.conv_seg.weight"].shape[0]),
+            "channels": int(weights["decode_head.1.bottleneck.conv.weight"].shape[0]),
+            "ocr_channels": int(weights[_QUERY_KEY].shape[0]),
+            "fcn_channels": int(weights["decode_head.0.conv_seg.weight"].shape[1]),
+            "fcn_kernel": int(fcn.shape[-1]) if fcn is not None else 1,
+            "fcn_convs": fcn_convs}
 
 
 FAMILY = MMSegHRNetOCRFamily()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from exporters.models.base import ModelFamily, OutputContract
-from exporters.models.mmseg_hrnet_ocr import MMSEG_NORMALISATION
+from exporters.models.mmseg_hrnet_ocr import MMSEG_NORMALISATION, mmseg_head_settings
 from exporters.resnet_configs import DEPTHS, ResNetConfig, indices, out_channels
 from ocr_deploy.errors import CheckpointError
 from ocr_deploy.meta import NetworkSpec
@@ -85,16 +85,8 @@ class MMSegResNetOCRFamily(ModelFamily[MMSegResNetOcrConfig]):
 
     def infer_config(self, weights: Mapping[str, torch.Tensor], *,
                      align_corners: bool | None = None) -> MMSegResNetOcrConfig:
-        fcn_convs = len(indices(weights, r"^decode_head\.0\.convs\.(\d+)\.conv\.weight$"))
-        fcn = weights["decode_head.0.convs.0.conv.weight"] if fcn_convs else None
         return MMSegResNetOcrConfig(
-            backbone=infer_backbone(weights),
-            num_classes=int(weights["decode_head.1.conv_seg.weight"].shape[0]),
-            channels=int(weights["decode_head.1.bottleneck.conv.weight"].shape[0]),
-            ocr_channels=int(weights[_QUERY_KEY].shape[0]),
-            fcn_channels=int(weights["decode_head.0.conv_seg.weight"].shape[1]),
-            fcn_kernel=int(fcn.shape[-1]) if fcn is not None else 1,
-            fcn_convs=fcn_convs,
+            backbone=infer_backbone(weights), **mmseg_head_settings(weights),
             align_corners=DEFAULT_ALIGN_CORNERS if align_corners is None else align_corners)
 
     def build(self, config: MMSegResNetOcrConfig) -> MMSegResNetOCR:
