@@ -28,9 +28,10 @@ from ocr_deploy.vocabulary import SizePolicy as Policy
 app = typer.Typer(
     name="ocr-deploy", no_args_is_help=True, add_completion=False,
     pretty_exceptions_enable=False,
-    help="Deploy HRNet-OCR semantic segmentation (Object-Contextual Representations, not text "
-         "recognition): export checkpoints to verified ONNX, build TensorRT engines, segment "
-         "images and videos.")
+    help="Deploy HRNet-OCR and OCNet semantic segmentation (Object-Contextual Representations, "
+         "not text recognition): export checkpoints of the reference, openseg.pytorch, "
+         "OCNet.pytorch or mmsegmentation to verified ONNX, build TensorRT engines or OpenVINO "
+         "IRs, segment images and videos.")
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 Dataset = Enum("Dataset", {name: name for name in preset_names()}, type=str)  # type: ignore[misc]
