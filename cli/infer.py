@@ -1,0 +1,74 @@
+"""`ocr-deploy infer`: segment images, folders, videos, cameras or streams."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import (
+    BackendName,
+    one_line_errors,
+    progress_line,
+    save_kinds,
+    segment,
+)
+from ocr_deploy.pipeline import InferOptions
+from ocr_deploy.sinks import IMAGE_DEFAULT, SINKS, VIDEO_DEFAULT
+from ocr_deploy.sources.headers import DEFAULT_MAX_PIXELS
+from ocr_deploy.vocabulary import Device
+from ocr_deploy.vocabulary import SizePolicy as Policy
+
+
+@one_line_errors
+def infer(
+    source: Annotated[str, typer.Argument(help="Image, folder, glob, video file, camera index "
+                                          "(0) or stream URL (rtsp://, http://).")],
+    model: Annotated[Path | None, typer.Option(
+        help="Exported .onnx, TensorRT .engine, or a checkpoint (exported once into a cache) "
+             "[default: the shipped demo model].")] = None,
+    device: Annotated[Device, typer.Option(help="Where ONNX Runtime runs.")] = Device.auto,
+    backend: Annotated[BackendName | None, typer.Option(
+        help="Backend [default: from the model's file type; pytorch runs a checkpoint eagerly, "
+             "without exporting it].")] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("ocr-deploy-out"),
+    save: Annotated[str | None, typer.Option(
+        help=f"Comma list of {', '.join(map(str, SINKS))}, or none [default: "
+             f"{','.join(IMAGE_DEFAULT)} for images; {','.join(VIDEO_DEFAULT)} for videos and "
+             "cameras].")] = None,
+    alpha: Annotated[float, typer.Option(help="Overlay opacity of the colours.")] = 0.5,
+    size: Annotated[str | None, typer.Option(help="Network input size HxW, e.g. 512x1024.")] = None,
+    policy: Annotated[Policy, typer.Option(
+        help="auto: native size for dynamic models, letterbox for fixed ones; reference: the "
+             "dataset's reference test-size policy; sliding: overlapping --tile windows, scores "
+             "averaged (needs a logits or probs export).")] = Policy.auto,
+    tile: Annotated[str | None, typer.Option(help="--policy sliding: tile HxW, e.g. 512x512 "
+                                             "[default: a fixed model's input].")] = None,
+    overlap: Annotated[float | None, typer.Option(help="--policy sliding: share of a tile that "
+                                                  "neighbours overlap, 0..<1 [default: 0.33].")] = None,
+    stride: Annotated[int, typer.Option(help="Process every N-th video frame.")] = 1,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
+    recursive: Annotated[bool, typer.Option(help="Search folders recursively.")] = False,
+    batch: Annotated[int, typer.Option(help="Frames per inference call.")] = 1,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Also replace files of the outputs' names that "
+                                            "ocr-deploy did not write, or that changed since "
+                                            "[default: refuse; its own earlier outputs are "
+                                            "replaced].")] = False,
+    max_pixels: Annotated[float, typer.Option(
+        help="Refuse frames with more pixels (read from the file header, before decoding); "
+             "0 for no limit.")] = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Segment images, folders, videos, cameras or streams; write labels, colours, overlays."""
+    from exporters.model_cache import model_opener
+    from ocr_deploy.assets import demo_model
+    from ocr_deploy.preprocess import parse_size
+
+    opener = model_opener(model or demo_model(), backend=backend.value if backend else None,
+                          device=device, log=progress_line)
+    segment(source, opener, InferOptions(
+        out=out, save=save_kinds(save), alpha=alpha, size=parse_size(size) if size else None,
+        policy=policy, tile=parse_size(tile, "--tile") if tile else None, overlap=overlap,
+        stride=stride, max_frames=max_frames, recursive=recursive, batch=batch,
+        progress=progress, overwrite=overwrite, max_pixels=int(max_pixels) or None))
