@@ -209,6 +209,22 @@ def _conv_bn_relu(in_channels: int, out_channels: int,
                          norm_act(out_channels, style))
 
 
+class RegionSoftmax(nn.Softmax):
+    """The gather step's softmax over all positions, per class: the K soft object regions. A
+    module rather than an inline call so that forward hooks (`ocr-deploy explain`) can read it."""
+
+    def __init__(self) -> None:
+        super().__init__(dim=2)
+
+
+class RelationSoftmax(nn.Softmax):
+    """The distribution step's softmax over the K regions: each pixel's relation to the object
+    regions. A module so that forward hooks can read it (`ocr-deploy explain`)."""
+
+    def __init__(self) -> None:
+        super().__init__(dim=-1)
+
+
 class ObjectAttentionBlock(nn.Module):
     """Pixel-to-region attention: queries from pixels, keys and values from region features."""
 
@@ -221,13 +237,14 @@ class ObjectAttentionBlock(nn.Module):
                                       *_conv_bn_relu(key_channels, key_channels, style))
         self.f_down = _conv_bn_relu(in_channels, key_channels, style)
         self.f_up = _conv_bn_relu(key_channels, in_channels, style)
+        self.relation = RelationSoftmax()
 
     def forward(self, pixels: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = pixels.shape
         query = self.f_pixel(pixels).flatten(2).transpose(1, 2)  # B, HW, KEY
         key = self.f_object(regions).flatten(2)  # B, KEY, K
         value = self.f_down(regions).flatten(2).transpose(1, 2)  # B, K, KEY
-        weights = torch.softmax(torch.matmul(query, key) * self.key_channels ** -0.5, dim=-1)
+        weights = self.relation(torch.matmul(query, key) * self.key_channels ** -0.5)
         context = torch.matmul(weights, value).transpose(1, 2)  # B, KEY, HW
         return self.f_up(context.reshape(batch, self.key_channels, height, width))
 
@@ -247,11 +264,25 @@ class SpatialOCR(nn.Module):
         return self.conv_bn_dropout(torch.cat([context, pixels], dim=1))  # context first
 
 
-def gather_regions(pixels: torch.Tensor, soft_regions: torch.Tensor) -> torch.Tensor:
+def gather_regions(pixels: torch.Tensor, soft_regions: torch.Tensor,
+                   softmax: nn.Module | None = None) -> torch.Tensor:
     """Object region representations [B, C, K, 1]: per class, a softmax over all pixels."""
-    weights = torch.softmax(soft_regions.flatten(2), dim=2)  # B, K, HW
+    flat = soft_regions.flatten(2)  # B, K, HW
+    weights = softmax(flat) if softmax is not None else torch.softmax(flat, dim=2)
     regions = torch.matmul(weights, pixels.flatten(2).transpose(1, 2))  # B, K, C
     return regions.transpose(1, 2).unsqueeze(3)
+
+
+class SpatialGather(nn.Module):
+    """`gather_regions` with its softmax as a submodule (`soft_regions`), which forward hooks
+    can read; no parameters, so state dicts are unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.soft_regions = RegionSoftmax()
+
+    def forward(self, pixels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return gather_regions(pixels, logits, self.soft_regions)
 
 
 class HRNetBackbone(nn.Module):
@@ -316,6 +347,7 @@ class HRNetOCR(HRNetBackbone):
         self.conv3x3_ocr = nn.Sequential(nn.Conv2d(channels, mid, 3, padding=1),
                                          nn.BatchNorm2d(mid), nn.ReLU())
         self.ocr_distri_head = SpatialOCR(mid, config.key_channels)
+        self.spatial_gather = SpatialGather()
         self.cls_head = nn.Conv2d(mid, classes, 1)
         self.aux_head = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.BatchNorm2d(channels),
                                       nn.ReLU(), nn.Conv2d(channels, classes, 1))
@@ -324,6 +356,6 @@ class HRNetOCR(HRNetBackbone):
         features = self.concatenated(image)
         aux = self.aux_head(features)
         pixels = self.conv3x3_ocr(features)
-        regions = gather_regions(pixels, aux)
+        regions = self.spatial_gather(pixels, aux)
         out = self.cls_head(self.ocr_distri_head(pixels, regions))
         return [aux, out]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from exporters.hrnet_ocr import HRNetBackbone, gather_regions
+from exporters.hrnet_ocr import HRNetBackbone, RelationSoftmax, SpatialGather
 from exporters.variants import FuseUpsample, HRNetResizes, MMSegOcrConfig
 
 # mmseg's HRModule: Upsample(scale_factor=2**k, align_corners=False), then resize to the target
@@ -66,13 +66,14 @@ class ObjectAttentionBlock(nn.Module):
         self.value_project = ConvModule(in_channels, channels)
         self.out_project = ConvModule(channels, in_channels)
         self.bottleneck = ConvModule(in_channels * 2, in_channels)
+        self.relation = RelationSoftmax()
 
     def forward(self, query_feats: torch.Tensor, key_feats: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = query_feats.shape
         query = self.query_project(query_feats).flatten(2).transpose(1, 2)  # B, HW, C
         key = self.key_project(key_feats).flatten(2)  # B, C, K
         value = self.value_project(key_feats).flatten(2).transpose(1, 2)  # B, K, C
-        weights = torch.softmax(torch.matmul(query, key) * self.channels ** -0.5, dim=-1)
+        weights = self.relation(torch.matmul(query, key) * self.channels ** -0.5)
         context = torch.matmul(weights, value).transpose(1, 2)  # B, C, HW
         context = self.out_project(context.reshape(batch, self.channels, height, width))
         return self.bottleneck(torch.cat([context, query_feats], dim=1))
@@ -87,10 +88,11 @@ class OCRHead(nn.Module):
         self.conv_seg = nn.Conv2d(channels, num_classes, 1)
         self.object_context_block = ObjectAttentionBlock(channels, ocr_channels)
         self.bottleneck = ConvModule(in_channels, channels, 3)
+        self.spatial_gather = SpatialGather()
 
     def forward(self, x: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         feats = self.bottleneck(x)
-        return self.conv_seg(self.object_context_block(feats, gather_regions(feats, previous)))
+        return self.conv_seg(self.object_context_block(feats, self.spatial_gather(feats, previous)))
 
 
 class MMSegHRNetOCR(nn.Module):

@@ -35,12 +35,22 @@ def conv_norm_act(in_channels: int, out_channels: int, *, fused: bool, kernel: i
             norm_act(out_channels, fused=fused)]
 
 
-def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_channels: int) -> torch.Tensor:
+class SimilaritySoftmax(nn.Softmax):
+    """The self-attention's softmax over key positions (rows: query positions). A module rather
+    than an inline call so that forward hooks (`ocr-deploy explain`) can read the attention."""
+
+    def __init__(self) -> None:
+        super().__init__(dim=-1)
+
+
+def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_channels: int,
+           softmax: nn.Module | None = None) -> torch.Tensor:
     """Self-attention over every position of a map: query/key [B, Ck, h, w], value [B, Cv, h, w]
     -> context [B, Cv, h, w]. Softmax over the key positions of similarity * Ck ** -0.5."""
     batch, channels, height, width = value.shape
     similarity = torch.matmul(query.flatten(2).transpose(1, 2), key.flatten(2))  # B, hw, hw
-    weights = torch.softmax(similarity * key_channels ** -0.5, dim=-1)
+    scaled = similarity * key_channels ** -0.5
+    weights = softmax(scaled) if softmax is not None else torch.softmax(scaled, dim=-1)
     context = torch.matmul(weights, value.flatten(2).transpose(1, 2))  # B, hw, Cv
     return context.transpose(1, 2).reshape(batch, channels, height, width)
 
@@ -69,6 +79,7 @@ class SelfAttentionBlock(nn.Module):
                                                                     depth=depth, fused=fused)
         self.f_value = nn.Conv2d(in_channels, value_channels, 1)
         self.W = nn.Conv2d(value_channels, out_channels, 1)
+        self.similarity = SimilaritySoftmax()
 
     def projections(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         query = self.f_query(x)
@@ -77,10 +88,13 @@ class SelfAttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = F.max_pool2d(x, self.pool) if self.pool > 1 else x
-        context = self.W(attend(*self.projections(pooled), self.key_channels))
+        context = self.W(attend(*self.projections(pooled), self.key_channels, self.similarity))
         if self.pool > 1:
             context = F.interpolate(context, size=x.shape[-2:], mode="bilinear", align_corners=True)
         return context
+
+
+Span = tuple[slice, int, int]  # rows (or columns) of a map, the regions in them, each region's size
 
 
 def _to_blocks(x: torch.Tensor, rows: int, columns: int, height: int, width: int) -> torch.Tensor:
@@ -112,24 +126,31 @@ class PyramidSelfAttentionBlock(SelfAttentionBlock):
                          depth=1, shared_query=True)
         self.parts = parts
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        projections = self.projections(x)
-        if self.parts == 1:
-            return self.W(attend(*projections, self.key_channels))
-        batch, _, height, width = x.shape
+    def corner_spans(self, height: int, width: int) -> tuple[tuple[Span, Span], tuple[Span, Span]]:
+        """The (row spans, column spans) of the partition, each span (slice, regions, region
+        size): the attention runs once per (row span, column span) pair, rows outer."""
         inner = self.parts - 1
         step_h, step_w = height // self.parts, width // self.parts
         # Rows [0, inner*step_h) hold `inner` equal steps; the rest is the last row of regions.
         last_h, last_w = height - inner * step_h, width - inner * step_w
         row_spans = ((slice(0, inner * step_h), inner, step_h), (slice(inner * step_h, height), 1, last_h))
         column_spans = ((slice(0, inner * step_w), inner, step_w), (slice(inner * step_w, width), 1, last_w))
+        return row_spans, column_spans
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        projections = self.projections(x)
+        if self.parts == 1:
+            return self.W(attend(*projections, self.key_channels, self.similarity))
+        batch, _, height, width = x.shape
+        row_spans, column_spans = self.corner_spans(height, width)
         rows = []
         for row_span, row_count, block_h in row_spans:
             corners = []
             for column_span, column_count, block_w in column_spans:
                 shape = (row_count, column_count, block_h, block_w)
-                blocks = [_to_blocks(t[..., row_span, column_span], *shape) for t in projections]
-                corners.append(_from_blocks(attend(*blocks, self.key_channels), batch, *shape))
+                query, key, value = [_to_blocks(t[..., row_span, column_span], *shape) for t in projections]
+                context = attend(query, key, value, self.key_channels, self.similarity)
+                corners.append(_from_blocks(context, batch, *shape))
             rows.append(torch.cat(corners, dim=3))
         return self.W(torch.cat(rows, dim=2))
 
@@ -229,7 +250,13 @@ class OCRContext(nn.Module):
 class ASPOCR(ASPOC):
     """ASP-OCR: ASP-OC whose context branch is OCR over regions gathered from the aux logits."""
 
+    def __init__(self, features: int, branch: int, out_channels: int, context: nn.Module, *,
+                 fused: bool, bias: bool, dilations: Sequence[int], dropout: float = 0.1):
+        super().__init__(features, branch, out_channels, context, fused=fused, bias=bias,
+                         dilations=dilations, dropout=dropout)
+        self.spatial_gather = hrnet_ocr.SpatialGather()
+
     def forward(self, x: torch.Tensor, soft_regions: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         pixels = self.context[1](self.context[0](x))
-        regions = hrnet_ocr.gather_regions(pixels, soft_regions)
+        regions = self.spatial_gather(pixels, soft_regions)
         return self.fuse(x, self.context[2](pixels, regions))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from exporters.hrnet_ocr import HeadStyle, HRNetBackbone, SpatialOCR, gather_regions, norm_act
+from exporters.hrnet_ocr import HeadStyle, HRNetBackbone, SpatialGather, SpatialOCR, norm_act
 from exporters.variants import (
     BatchNormKind,
     FuseUpsample,
@@ -42,6 +42,7 @@ class OpensegHRNetOCR(nn.Module):
         self.backbone = HRNetBackbone(config.backbone, OPENSEG_RESIZES)
         self.conv3x3 = nn.Sequential(nn.Conv2d(channels, mid, 3, padding=1), norm_act(mid, style))
         self.ocr_distri_head = SpatialOCR(mid, config.key_channels, style=style)
+        self.spatial_gather = SpatialGather()
         self.cls_head = nn.Conv2d(mid, classes, 1)
         self.aux_head = nn.Sequential(nn.Conv2d(channels, aux, 3, padding=1), norm_act(aux, style),
                                       nn.Conv2d(aux, classes, 1))
@@ -50,7 +51,7 @@ class OpensegHRNetOCR(nn.Module):
         features = self.backbone.concatenated(image)
         aux = self.aux_head(features)
         pixels = self.conv3x3(features)
-        out = self.cls_head(self.ocr_distri_head(pixels, gather_regions(pixels, aux)))
+        out = self.cls_head(self.ocr_distri_head(pixels, self.spatial_gather(pixels, aux)))
         return [aux, out]
 
 

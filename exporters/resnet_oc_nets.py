@@ -121,12 +121,13 @@ class OpensegSpatialOCRNet(_Openseg):
                                                      style=head_style(fused=fused))
         self.head = nn.Conv2d(widths.channels, config.num_classes, 1)
         self.dsn_head = _dsn(config, norm_act(widths.dsn, fused=fused), dropout=0.05)
+        self.spatial_gather = hrnet_ocr.SpatialGather()
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         layer3, layer4 = self.backbone(image)
         aux = self.dsn_head(layer3)
         pixels = self.conv_3x3(layer4)
-        regions = hrnet_ocr.gather_regions(pixels, aux)
+        regions = self.spatial_gather(pixels, aux)
         return [aux, self.head(self.spatial_ocr_head(pixels, regions))]
 
 
