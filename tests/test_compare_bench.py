@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import pytest
@@ -44,15 +45,14 @@ def test_fp16_against_fp32_on_builtin_frames(tiny_onnx, tmp_path):
 
 
 def test_different_models_fail_the_agreement_bar(tiny_onnx, tmp_path):
-    from exporters.export_job import ExportRequest, run_export
+    """The other model runs as its checkpoint (the PyTorch artifact): an export of it would cost
+    a dynamic trace and prove nothing more about compare's verdict."""
     from exporters.synthetic import save_release, synthetic_model
     from exporters.variants import OcrConfig
 
     config = OcrConfig.from_variant("tiny", num_classes=19, mid_channels=32, key_channels=16)
-    other = synthetic_model(config, seed=5)
-    onnx = run_export(ExportRequest(weights=save_release(other, tmp_path / "o.pth"),
-                                    output=tmp_path / "other.onnx")).output
-    result = _invoke("compare", tiny_onnx, onnx)
+    other = save_release(synthetic_model(config, seed=5), tmp_path / "o.pth")
+    result = _invoke("compare", tiny_onnx, other)
     assert result.exit_code == 1
     assert "below --min-agreement 99.5 %" in result.stderr
 
@@ -70,11 +70,30 @@ def test_bench_single_with_json_and_plot(tiny_onnx, tmp_path):
     assert cv2.imread(str(tmp_path / "bench.png")) is not None
 
 
-def test_bench_all_covers_backends_and_pytorch(tiny_checkpoint, tmp_path, monkeypatch):
+def _seed_export_cache(cache: Path, checkpoint: Path, onnx: Path) -> None:
+    """The cache entry `resolve_model` would write for `checkpoint`, holding `onnx`: tiny_onnx is
+    that very export (default options), so bench --all skips a second dynamic export. Exporting
+    on a cache miss is test_infer_cli.py's test_checkpoint_as_model_is_exported_once."""
+    import shutil
+    from dataclasses import asdict
+
+    from exporters.model_cache import CacheRecord
+    from ocr_deploy.fileio import sha256_of
+
+    cache.mkdir()
+    digest = sha256_of(checkpoint)
+    shutil.copyfile(onnx, cache / f"{digest}.onnx")
+    record = CacheRecord(digest, checkpoint.stat().st_size, onnx.stat().st_size, sha256_of(onnx))
+    (cache / f"{digest}.json").write_text(json.dumps(asdict(record)))
+
+
+def test_bench_all_covers_backends_and_pytorch(tiny_checkpoint, tiny_onnx, tmp_path, monkeypatch):
     monkeypatch.setenv("OCR_DEPLOY_CACHE", str(tmp_path / "cache"))
+    _seed_export_cache(tmp_path / "cache", tiny_checkpoint, tiny_onnx)
     result = _invoke("bench", tiny_checkpoint, "--all", "--shape", "64x96", "--iters", "3",
                      "--warmup", "1")
     assert result.exit_code == 0, result.output
+    assert "using the cached export" in result.stderr  # the seeded entry, not a second export
     rows = {tuple(line.split()[:2]) for line in result.stdout.splitlines()[2:] if line[:1].isalpha()}
     assert {("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("pytorch", "fp32")} <= rows
     from ocr_deploy.backends import BACKENDS

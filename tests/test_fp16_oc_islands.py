@@ -174,9 +174,11 @@ def test_unnamed_attention_nodes_are_named_and_kept_fp32():
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def family_export(request, tmp_path_factory):
-    """Each family's example network (synthetic weights), exported through `export` unverified
-    (its verification is the family tests' business) at a static 64x96, batch 1: Pyramid-OC's
-    region loops take minutes to trace with dynamic sides, seconds without. (model, meta)."""
+    """Each family's example network (synthetic weights), exported through `export` at a static
+    64x96, batch 1: Pyramid-OC's region loops take minutes to trace with dynamic sides, seconds
+    without. Verified (one 64x96 pass against PyTorch, a fraction of a second): this is also the
+    proof, for every family's example head, that its graph computes what PyTorch computes, which
+    lets test_resnet_families.py skip the full-size CLI export of os_base_ocnet. (model, meta)."""
     from exporters.export_job import ExportRequest, run_export
     from exporters.synthetic import synthetic_model
 
@@ -186,8 +188,10 @@ def family_export(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"fp16_{request.param}")
     torch.save(network.state_dict(), folder / "weights.pth")
     out = folder / "model.onnx"
-    run_export(ExportRequest(weights=folder / "weights.pth", output=out, verify=False,
-                             height=64, width=96, batch=1))
+    result = run_export(ExportRequest(weights=folder / "weights.pth", output=out, height=64, width=96,
+                                      batch=1))
+    assert result.verification is not None and result.verification.passed
+    assert [(check.height, check.width) for check in result.verification.checks] == [(64, 96)]
     model = onnx.load(str(out))
     return model, model_meta(model, source=str(out))
 

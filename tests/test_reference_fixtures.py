@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -53,17 +55,31 @@ def test_checkpoint_reproduces_reference(reference_fixtures, name, expected, var
     assert agreement >= 0.999
 
 
-@pytest.mark.parametrize("name,expected,variant,classes,mid,key,preset", CASES)
+# Both exported at the image's own size (static): a dynamic trace of these networks costs ~4x a
+# static one (92 s against 22 s measured), and the labels against the reference are the proof.
+# The default dynamic export of the first case (verified at two sizes, one not a multiple of 32)
+# runs with OCR_DEPLOY_SLOW_TESTS=1; in CI the dynamic path of the same HRNet-OCR code is proved
+# by test_export.py's dynamic tiny export (verified at both sizes, checked against PyTorch at
+# three sizes and two batch sizes) and test_resnet_families.py's dynamic head exports.
+@pytest.mark.parametrize("name,expected,variant,classes,mid,key,preset,dynamic", [
+    *[(*case, False) for case in CASES],
+    pytest.param(*CASES[0], True, id="dynamic", marks=pytest.mark.skipif(
+        not os.environ.get("OCR_DEPLOY_SLOW_TESTS"), reason="runs with OCR_DEPLOY_SLOW_TESTS=1")),
+])
 def test_exported_onnx_reproduces_reference_labels(reference_fixtures, tmp_path, name, expected,
-                                                   variant, classes, mid, key, preset):
+                                                   variant, classes, mid, key, preset, dynamic):
     import onnxruntime as ort
 
-    output = tmp_path / "model.onnx"
-    result = run_export(ExportRequest(weights=reference_fixtures / name, output=output))
-    assert result.verification is not None and result.verification.passed
-    assert len(result.verification.checks) == 2
-    assert any(check.height % 32 for check in result.verification.checks)
     image = cv2.imread(str(reference_fixtures / "image.png"))
+    output = tmp_path / "model.onnx"
+    size = {} if dynamic else {"height": image.shape[0], "width": image.shape[1]}
+    result = run_export(ExportRequest(weights=reference_fixtures / name, output=output, **size))
+    assert result.verification is not None and result.verification.passed
+    if dynamic:
+        assert len(result.verification.checks) == 2
+        assert any(check.height % 32 for check in result.verification.checks)
+    else:
+        assert [(check.height, check.width) for check in result.verification.checks] == [image.shape[:2]]
     session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["labels"]
     labels = session.run(None, {"image": image[None]})[0][0]

@@ -9,6 +9,7 @@ width.
 
 from __future__ import annotations
 
+import os
 import re
 
 import cv2
@@ -63,9 +64,25 @@ def test_network_reproduces_the_framework(family_checkpoint, family_fixtures, na
     assert agreement >= MIN_AGREEMENT
 
 
-@pytest.mark.parametrize("name", FIXTURES)
+# CLI exports of 39-63 M parameter networks cost tens of seconds each. Comparing ONNX Runtime's
+# labels with the framework's own (below) is the end-to-end proof, so only one export also runs
+# `export`'s verification (PyTorch vs ONNX Runtime at 250x500): the OCR head, whose softmax over
+# all positions amplifies rounding most. os_base_ocnet's export runs with OCR_DEPLOY_SLOW_TESTS=1;
+# in CI its family, backbone, container and raw-frame normalisation are proved by
+# os_spatial_ocrnet's export, its weights by test_network_reproduces_the_framework, and its
+# base_ocnet head's graph against PyTorch by test_fp16_oc_islands.py's verified family export.
+VERIFIED_CLI_EXPORT = "os_spatial_ocrnet_r50d8_k19"
+CLI_EXPORTS = [
+    pytest.param("os_base_ocnet_r50d8_k19", marks=pytest.mark.skipif(
+        not os.environ.get("OCR_DEPLOY_SLOW_TESTS"), reason="runs with OCR_DEPLOY_SLOW_TESTS=1")),
+    "os_spatial_ocrnet_r50d8_k19",
+    "ocnet_pyramid_oc_k19",
+]
+
+
+@pytest.mark.parametrize("name", CLI_EXPORTS)
 def test_cli_export_reproduces_the_framework_labels(family_checkpoint, family_fixtures, tmp_path, name):
-    """One export at the fixture's size (static, one verification pass), from the raw frame."""
+    """One export at the fixture's size (static), from the raw frame."""
     import onnxruntime as ort
     from typer.testing import CliRunner
 
@@ -76,10 +93,13 @@ def test_cli_export_reproduces_the_framework_labels(family_checkpoint, family_fi
     image = cv2.imread(str(family_fixtures / "image.png"))
     height, width = image.shape[:2]
     output = tmp_path / f"{name}.onnx"
+    verified = name == VERIFIED_CLI_EXPORT
     result = CliRunner().invoke(app, ["export", str(family_checkpoint(name)), "-o", str(output),
-                                      "--height", str(height), "--width", str(width)])
+                                      "--height", str(height), "--width", str(width),
+                                      *([] if verified else ["--no-verify"])])
     assert result.exit_code == 0, result.output
-    assert re.search(r"verified +1x250x500: .*labels agree", result.output), result.output
+    if verified:
+        assert re.search(r"verified +1x250x500: .*labels agree", result.output), result.output
     session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
     labels = session.run(None, {"image": image[None]})[0][0]
     reference = np.load(family_fixtures / f"{name}_expected.npz")["labels"]
