@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import os
 import signal
+import sys
 from dataclasses import dataclass
+from typing import Annotated
 
 import typer
 
@@ -28,23 +30,47 @@ class CommandRow:
 COMMANDS: tuple[CommandRow, ...] = (
     CommandRow("export", "cli.export", "export"),
     CommandRow("info", "cli.info", "info"),
+    CommandRow("presets", "cli.presets", "presets"),
     CommandRow("convert", "cli.convert", "convert"),
     CommandRow("build", "cli.build", "build"),
     CommandRow("infer", "cli.infer", "infer"),
+    CommandRow("batch", "cli.batch", "batch"),
+    CommandRow("serve", "cli.serve", "serve"),
     CommandRow("demo", "cli.demo", "demo"),
     CommandRow("compare", "cli.compare", "compare"),
     CommandRow("eval", "cli.evaluate", "evaluate"),
     CommandRow("bench", "cli.bench", "bench"),
+    CommandRow("explain", "cli.explain", "explain"),
 )
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def _version(value: bool) -> None:
+    if value:
+        from ocr_deploy import __version__
+
+        typer.echo(f"ocr-deploy {__version__}")
+        raise typer.Exit()
+
+
+def _options(version: Annotated[bool, typer.Option(
+        "--version", help="Print the version and exit.", callback=_version,
+        is_eager=True)] = False) -> None:
+    """Options of `ocr-deploy` itself, before the command."""
 
 
 def make_app() -> typer.Typer:
     """The `ocr-deploy` app with every row of COMMANDS registered."""
+    from cli.common import UsageCommand
+
     app = typer.Typer(name="ocr-deploy", no_args_is_help=True, add_completion=False,
-                      pretty_exceptions_enable=False, help=HELP)
+                      pretty_exceptions_enable=False, help=HELP, context_settings=CONTEXT)
+    app.callback()(_options)
     for row in COMMANDS:
         function = getattr(importlib.import_module(row.module), row.function)
-        app.command(name=row.name)(function)
+        app.command(name=row.name, cls=UsageCommand, context_settings=CONTEXT)(function)
     return app
 
 
@@ -64,4 +90,11 @@ def main() -> None:
     # finalised with the frames done.
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
         signal.signal(signal.SIGTERM, _terminate)
-    app(prog_name="ocr-deploy")
+    try:
+        app(prog_name="ocr-deploy")
+    except BrokenPipeError:  # the reader went away while typer printed (help piped into head)
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        sys.exit(141)

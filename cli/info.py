@@ -16,7 +16,7 @@ from cli.common import (
 @one_line_errors
 def info(model: Annotated[Path | None, typer.Argument(
         help="An .onnx or .engine made by ocr-deploy, or a checkpoint (what exporting it would "
-             "give) [default: only list the backends].")] = None
+             "give).", show_default="none: only list the backends")] = None
          ) -> None:
     """Print what a model computes and where it came from, and which backends run here."""
     from exporters.artifacts import artifact_info

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from exporters.checkpoint_files import CHECKPOINT_SUFFIXES
-from ocr_deploy.backends import BACKEND_TABLE, Backend, BackendSpec, backend_status, spec_for
+from ocr_deploy.backends import (
+    BACKEND_TABLE,
+    Backend,
+    BackendSpec,
+    BackendUnavailable,
+    backend_status,
+    spec_for,
+)
 from ocr_deploy.meta import ModelMeta
 from ocr_deploy.vocabulary import Device
 
@@ -23,8 +30,32 @@ ARTIFACT_TABLE: tuple[BackendSpec, ...] = (*BACKEND_TABLE, PYTORCH)
 
 
 def artifact_spec(path: Path, backend: str | None = None) -> BackendSpec:
-    """The backend named, else PyTorch for a checkpoint, else the runtime's choice by suffix."""
-    return spec_for(path, backend, table=ARTIFACT_TABLE)
+    """The backend named, else PyTorch for a checkpoint, else the runtime's choice by suffix.
+    A backend named for a file it cannot run is refused with what to do instead; a checkpoint
+    named for a runtime that runs ONNX is exported once into the checkpoint cache (open_artifact)."""
+    spec = spec_for(path, backend, table=ARTIFACT_TABLE)
+    if backend is None or spec.opens(path):
+        return spec
+    if PYTORCH.opens(path) and spec.opens(Path("model.onnx")):
+        return spec  # run through the checkpoint cache
+    if any(other.opens(path) for other in ARTIFACT_TABLE):  # a file of another backend's kind
+        raise BackendUnavailable(cannot_run(path, spec))
+    return spec
+
+
+def cannot_run(path: Path, spec: BackendSpec) -> str:
+    """Why --backend `spec` cannot run `path`, and the step that makes a file it can run."""
+    kinds = " or ".join(spec.suffixes)
+    what = f"--backend {spec.name} runs {kinds} files, not {path.name}"
+    if spec.name == "tensorrt":
+        onnx = path if path.suffix.lower() == ".onnx" else path.with_suffix(".onnx")
+        first = "" if path.suffix.lower() == ".onnx" else f"ocr-deploy export {path} -o {onnx}, then "
+        return f"{what}: build an engine first: {first}ocr-deploy build {onnx} (then pass the .engine)"
+    if spec is PYTORCH:
+        return (f"{what}: {path.name} is not a PyTorch checkpoint; pass the checkpoint it was "
+                "exported from, or leave --backend out")
+    usable = [other.name for other in ARTIFACT_TABLE if other.opens(path)]
+    return f"{what}; for {path.name} use --backend {' or '.join(usable)}"
 
 
 def open_artifact(path: Path, *, backend: str | None = None, device: str = "auto",
@@ -33,6 +64,10 @@ def open_artifact(path: Path, *, backend: str | None = None, device: str = "auto
     logits only internally (labels and probs exports) also returns them, under "logits".
     Other options go to the backend's class (e.g. OpenVINO's mode="throughput")."""
     spec = artifact_spec(path, backend)
+    if spec is not PYTORCH and PYTORCH.opens(path):  # a checkpoint for a runtime: the cache's export
+        from exporters.model_cache import resolve_model
+
+        path = resolve_model(path)
     if logits and spec.name == "onnxruntime":
         return _onnx_with_logits(path, device=device, threads=threads)
     return spec.open(path, device=device, threads=threads, **options)
@@ -77,6 +112,25 @@ def artifact_info(path: Path | None) -> ArtifactInfo:
     else:
         module = spec.load()
         meta = module.read_meta(path)
-        rows = (describe_meta(meta) + module.artifact_rows(path)
+        rows = (class_rows(describe_meta(meta), meta.dataset.classes) + module.artifact_rows(path)
                 + [("note", note) for note in meta.provenance.notes])
     return ArtifactInfo(f"{path} ({path.stat().st_size / 1e6:.1f} MB)", rows, backends)
+
+
+def class_rows(rows: list[tuple[str, str]], classes: tuple[str, ...],
+               width: int = 88) -> list[tuple[str, str]]:
+    """The 'dataset' row with every class name, wrapped onto continuation rows."""
+    import textwrap
+
+    out = []
+    for label, text in rows:
+        if label != "dataset":
+            out.append((label, text))
+            continue
+        name = text.split(":", 1)[0]
+        # A class's number and name stay on one line (no-break spaces while wrapping).
+        listed = ", ".join(f"{index} {cls}".replace(" ", "\xa0") for index, cls in enumerate(classes))
+        lines = [line.replace("\xa0", " ") for line in
+                 textwrap.wrap(f"{name}, {len(classes)} classes: {listed}", width=width)]
+        out += [(label, lines[0])] + [("", line) for line in lines[1:]]
+    return out

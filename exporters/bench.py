@@ -107,7 +107,7 @@ def _jobs(request: BenchRequest, work: Path,
     if onnx.suffix.lower() != ".onnx" or precision != "fp32":
         raise ConfigError("--all derives every backend and precision from one model: pass the "
                           "checkpoint or its FP32 .onnx")
-    # A fixed-size model is measured at its own size; a dynamic one at --shape (512x1024).
+    # A fixed-size model is measured at its own size; a dynamic one at --size (512x1024).
     shape = fixed or request.shape or DEFAULT_SHAPE
     base["shape"] = list(shape)
     jobs = [{**base, "kind": "onnxruntime", "model": str(onnx), "precision": "fp32"}]

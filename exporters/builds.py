@@ -59,7 +59,7 @@ class BuilderRow:
     module: str  # provides build_from_options(options, *, log) -> BuiltArtifact
     suffix: str  # of the artifact it writes
     precisions: tuple[Precision, ...]  # what `bench --all` builds and measures, default first
-    static_shape: bool = False  # the artifact is built for one input size (`--shape`)
+    static_shape: bool = False  # the artifact is built for one input size (`--size`)
 
     def build(self, options: BuildOptions, log: Callable[[str], None]) -> BuiltArtifact:
         return importlib.import_module(self.module).build_from_options(options, log=log)
@@ -90,9 +90,14 @@ def run_build(options: BuildOptions, *, backend: str = "tensorrt",
                       ".onnx file as it is)")
 
 
+# BuildOptions fields whose command-line flag has another name.
+_FLAGS = {"calibration": "--calib", "workspace_gib": "--workspace", "shape": "--size",
+          "min_shape": "--min-size", "opt_shape": "--opt-size", "max_shape": "--max-size"}
+
+
 def refuse_unused(options: BuildOptions, backend: str, **unused: object) -> None:
     """One line for options this backend's build does not take (given as name=default)."""
     for name, default in unused.items():
         if getattr(options, name) != default:
-            flag = "--" + {"calibration": "calib", "workspace_gib": "workspace"}.get(name, name).replace("_", "-")
+            flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
             raise ConfigError(f"{flag} does not apply to --backend {backend}")

@@ -130,10 +130,11 @@ class ModelOpener:
     path: Path
     backend: str | None = None
     device: str = "auto"
+    shown_as: str | None = None  # how the model is named to the user (a cached export: its checkpoint)
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.shown_as or self.path.name
 
     def __call__(self) -> Backend:
         from exporters.artifacts import open_artifact
@@ -146,4 +147,5 @@ def model_opener(path: Path, *, backend: str | None = None, device: str = "auto"
     """A checkpoint runs eagerly on PyTorch when that backend is asked for; otherwise it is
     exported once into the cache and run by the runtime, like any other artifact."""
     model = path if backend == PYTORCH else resolve_model(path, log=log)
-    return ModelOpener(model, backend, device)
+    shown = f"{path.name} (cached export {model.name[:12]}...)" if model != path else None
+    return ModelOpener(model, backend, device, shown)

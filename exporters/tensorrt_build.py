@@ -83,18 +83,18 @@ def select_profile(meta: ModelMeta, request: BuildRequest) -> ProfileShapes:
     ranged = (request.min_shape, request.opt_shape, request.max_shape)
     if any(ranged):
         if not all(ranged) or request.shape:
-            raise ConfigError("give --min-shape, --opt-shape and --max-shape together, "
-                              "or --shape alone")
+            raise ConfigError("give --min-size, --opt-size and --max-size together, "
+                              "or --size alone")
         if meta.input.fixed_size:
             raise ConfigError("this ONNX has a fixed input size; a shape range needs a dynamic export")
         sizes = [size for size in ranged if size is not None]
     else:
         size = request.shape or meta.deployment_size()
         if size is None:
-            raise ConfigError("pass --shape HxW (the input size the engine will run at)")
+            raise ConfigError("pass --size HxW (the input size the engine will run at)")
         sizes = [size] * 3
     if meta.input.fixed_size and sizes[0] != meta.input.fixed_size:
-        raise ConfigError(f"--shape must be the model's fixed size {meta.input.fixed_size}")
+        raise ConfigError(f"--size must be the model's fixed size {meta.input.fixed_size}")
     for axis in (0, 1):
         values = [size[axis] for size in sizes]
         if min(values) < meta.input.min_side or values != sorted(values):

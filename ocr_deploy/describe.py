@@ -23,8 +23,16 @@ def input_line(meta: ModelMeta) -> str:
     else:
         shape = f"[{batch}, 3, {height}, {width}]"
         how = "already (x/255 - mean)/std"
-    dynamic = "" if spec.fixed_size and spec.batch else f" (dynamic sides >= {spec.min_side} px)"
-    return f"{spec.name}: {spec.dtype} {shape} {spec.layout}{dynamic}, {how}"
+    return f"{spec.name}: {spec.dtype} {shape} {spec.layout} ({_static_text(spec)}), {how}"
+
+
+def _static_text(spec: InputSpec) -> str:
+    """What of the input is fixed and what is free: a static export runs at one size only."""
+    fixed = spec.fixed_size
+    sides = (f"static {fixed[0]}x{fixed[1]}" if fixed
+             else f"dynamic sides >= {spec.min_side} px")
+    batch = f"batch {spec.batch}" if spec.batch else "dynamic batch"
+    return f"{sides}, {batch}"
 
 
 def output_line(meta: ModelMeta) -> str:

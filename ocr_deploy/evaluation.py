@@ -147,7 +147,8 @@ def predict(segmenter: Segmenter, frame: np.ndarray, *, scales: Sequence[float] 
 def evaluate_dataset(segmenter: Segmenter, scan: DatasetScan, *, scales: Sequence[float] = (1.0,),
                      flip: bool = False, show_progress: bool = True) -> EvalReport:
     import cv2
-    from tqdm import tqdm
+
+    from ocr_deploy.progress import progress_items
 
     _check_scales(segmenter, scales, flip)
     classes = segmenter.meta.num_classes
@@ -157,7 +158,7 @@ def evaluate_dataset(segmenter: Segmenter, scan: DatasetScan, *, scales: Sequenc
                         settings=(f"scales {', '.join(f'{s:g}' for s in scales)}"
                                   f"{', flip' if flip else ''}, policy {segmenter.plan.describe()}"
                                   f"{'; scales > 1 in windows of the scale-1 input' if max(scales) > 1 else ''}"))
-    for sample in tqdm(scan.samples, unit="image", disable=not show_progress, leave=False):
+    for sample in progress_items(scan.samples, unit="image", enabled=show_progress):
         image = cv2.imread(str(sample.image), cv2.IMREAD_UNCHANGED)
         if image is None:
             report.unreadable.append(sample.name)

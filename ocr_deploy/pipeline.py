@@ -29,7 +29,15 @@ from ocr_deploy.fileio import ensure_output_folder, remove_empty_folders
 from ocr_deploy.preprocess import FrameError
 from ocr_deploy.segmenter import Segmenter, SegResult
 from ocr_deploy.sinks import Outputs
-from ocr_deploy.sources import DEFAULT_MAX_PIXELS, Frame, ImageFiles, Source, SourceSpec, open_source
+from ocr_deploy.sources import (
+    DEFAULT_MAX_PIXELS,
+    Frame,
+    ImageFiles,
+    Source,
+    SourceChain,
+    SourceSpec,
+    open_source,
+)
 from ocr_deploy.staging import threaded_map
 
 # Timing names in the summary: decode and pre are measured in the prepare stage, post in the
@@ -59,6 +67,13 @@ class InferOptions:
     progress: bool = True
     overwrite: bool = False  # replace files that existed before the run
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # per frame, checked before decoding; None: no limit
+    max_side: int | None = None  # frames at native size: longer sides scaled down to this
+    legend: bool = False  # colour and overlay outputs carry a legend of the classes present
+
+
+# Network inputs above this many pixels are slow and take gigabytes (the OCR head's memory
+# grows with the pixels): the run says so and suggests --max-side or --size.
+LARGE_FRAME_PIXELS = 2048 * 2048
 
 
 @dataclass
@@ -112,6 +127,11 @@ class RunSummary:
                          "the source, so only the newest frame is taken")
         if report.ended_early:
             lines.append(f"  note: {report.ended_early}")
+        if report.oriented:
+            shown = "; ".join(f"{name} {how}" for name, how in report.oriented[:3])
+            more = f" (and {len(report.oriented) - 3} more)" if len(report.oriented) > 3 else ""
+            lines.append(f"  EXIF orientation applied to {len(report.oriented)} image(s), outputs "
+                         f"as displayed: {shown}{more}")
         if self.error:
             lines.append(f"  stopped by an error: {one_line(self.error)}")
         if self.written:
@@ -165,15 +185,37 @@ def _signals_handled() -> Iterator[_Signals]:
 
 
 def run_pipeline(segmenter: Segmenter, source: Source, outputs: Outputs, *, batch_size: int = 1,
-                 show_progress: bool = True) -> RunSummary:
+                 show_progress: bool = True, log: Callable[[str], None] = lambda _: None) -> RunSummary:
     with _signals_handled() as signals:
         return _run(segmenter, source, outputs, batch_size=batch_size,
-                    show_progress=show_progress, signals=signals)
+                    show_progress=show_progress, signals=signals, log=log)
+
+
+def _warn_large(frames: Iterator[Frame], segmenter: Segmenter,
+                log: Callable[[str], None]) -> Iterator[Frame]:
+    """The frames as they come; the first whose network input exceeds LARGE_FRAME_PIXELS is
+    warned about before it is segmented."""
+    warned = False
+    for frame in frames:
+        if not warned and isinstance(frame.image, np.ndarray) and frame.image.ndim >= 2:
+            height, width = frame.image.shape[:2]
+            placement = segmenter.plan.place(height, width)
+            pixels = placement.input_height * placement.input_width
+            if pixels > LARGE_FRAME_PIXELS:
+                warned = True
+                side = 2048 if segmenter.meta.input.fixed_size is None else None
+                log(f"warning: {frame.name} is {height}x{width} ({height * width / 1e6:.1f} MP) "
+                    f"and is segmented at {placement.input_height}x{placement.input_width}, above "
+                    f"the {LARGE_FRAME_PIXELS / 1e6:.1f} MP budget: slow, and it can take "
+                    "gigabytes of memory; pass "
+                    + (f"--max-side {side} (scaled down, labels scaled back) or " if side else "")
+                    + "--size HxW")
+        yield frame
 
 
 def _run(segmenter: Segmenter, source: Source, outputs: Outputs, *, batch_size: int,
-         show_progress: bool, signals: _Signals) -> RunSummary:
-    from tqdm import tqdm
+         show_progress: bool, signals: _Signals, log: Callable[[str], None]) -> RunSummary:
+    from ocr_deploy.progress import progress_bar
 
     times = StageTimes()
     bad_frames: list[tuple[str, str]] = []
@@ -195,12 +237,11 @@ def _run(segmenter: Segmenter, source: Source, outputs: Outputs, *, batch_size: 
     # Live sources keep one frame per stage: results must not lag behind the camera.
     depth = 1 if source.is_live else 4
     # prepare -> infer -> finish, each in its own thread; then write in its own.
-    results = segmenter.stream(source.frames(), batch_size=batch_size, prefetch=depth,
+    results = segmenter.stream(_warn_large(source.frames(), segmenter, log), batch_size=batch_size, prefetch=depth,
                                on_bad_frame=note_bad if source.skips_bad_frames else None)
     written = threaded_map(results, write, maxsize=depth, name="write", abandon=signals.hurry)
     frames, interrupted, error = 0, False, None
-    bar = tqdm(total=source.total, unit="frame", disable=not show_progress, leave=False,
-               dynamic_ncols=True)
+    bar = progress_bar(source.total, unit="frame", enabled=show_progress)
     start = time.perf_counter()
     try:
         for result in written:
@@ -226,16 +267,16 @@ def _run(segmenter: Segmenter, source: Source, outputs: Outputs, *, batch_size: 
                       interrupted, error, abandoned=signals.hurry.is_set())
 
 
-def segment_source(source: SourceSpec, model: ModelSpec, options: InferOptions, *,
+def segment_source(source: SourceSpec | list[str], model: ModelSpec, options: InferOptions, *,
                    log: Callable[[str], None] = lambda _: None) -> RunSummary:
     """Open the source, then the model, write the requested outputs, return the summary.
 
-    `source`: a spec string (image, folder, glob, video, camera index, stream URL), a Source
-    or an iterable of frames. `model`: a model file, or a function returning an opened Backend;
-    either is opened only after the source opened, so an unreadable source is the only error,
-    and is closed when the run ends. Files that existed before are never replaced unless
-    options.overwrite; an output folder the inputs are read from is refused; an output folder
-    this run created and left empty is removed.
+    `source`: a spec string (image, folder, glob, video, camera index, stream URL), a list of
+    them (one run, in order), a Source or an iterable of frames. `model`: a model file, or a
+    function returning an opened Backend; either is opened only after the source opened, so an
+    unreadable source is the only error, and is closed when the run ends. Files that existed
+    before are never replaced unless options.overwrite; an output folder the inputs are read
+    from is refused; an output folder this run created and left empty is removed.
     """
     if options.batch < 1:
         raise OcrDeployError(f"--batch must be at least 1 (got {options.batch})")
@@ -252,6 +293,8 @@ def segment_source(source: SourceSpec, model: ModelSpec, options: InferOptions, 
     except BaseException:
         opened.close()
         raise
+    for warning in _ignored_options(opened, segmenter, options):
+        log(f"warning: {warning}")
     with segmenter:
         try:
             if kinds:
@@ -259,7 +302,7 @@ def segment_source(source: SourceSpec, model: ModelSpec, options: InferOptions, 
             outputs = sinks.make_outputs(options.out, kinds, meta=segmenter.meta,
                                          is_video=opened.is_video, stem=opened.name,
                                          fps=(opened.fps or 30.0) / max(1, options.stride),
-                                         overwrite=options.overwrite)
+                                         overwrite=options.overwrite, legend=options.legend)
         except BaseException:
             opened.close()
             remove_empty_folders(created)
@@ -272,7 +315,7 @@ def segment_source(source: SourceSpec, model: ModelSpec, options: InferOptions, 
             log(f"attention: {note}")
         try:
             summary = run_pipeline(segmenter, opened, outputs, batch_size=options.batch,
-                                   show_progress=options.progress)
+                                   show_progress=options.progress, log=log)
         except BaseException:
             remove_empty_folders(created)
             raise
@@ -281,10 +324,23 @@ def segment_source(source: SourceSpec, model: ModelSpec, options: InferOptions, 
     return summary
 
 
+def _ignored_options(source: Source, segmenter: Segmenter, options: InferOptions) -> list[str]:
+    """Options given that have no effect on this source and model: said, not silently dropped."""
+    warnings = []
+    if options.stride > 1 and not source.is_video:
+        warnings.append(f"--stride {options.stride} applies to videos and frame sequences; every "
+                        "image is segmented")
+    if getattr(options.policy, "value", options.policy) == "letterbox" and options.size is None and \
+            segmenter.meta.input.fixed_size is None:
+        warnings.append("--policy letterbox without --size keeps every frame at its native size "
+                        "on this dynamic model; add --size HxW")
+    return warnings
+
+
 def _refuse_output_among_inputs(source: Source, out: Path) -> None:
     """Outputs written where the inputs are read from would be read as inputs by the next run
     (and could meet the user's own files of the same name)."""
-    if isinstance(source, ImageFiles) and source.reads_from(out):
+    if isinstance(source, ImageFiles | SourceChain) and source.reads_from(out):
         raise OcrDeployError(f"-o {out} is a folder the input images are read from: a rerun "
                              "would take this run's outputs as inputs; choose an output folder "
                              "outside the inputs")
@@ -294,11 +350,13 @@ def _open_segmenter(model: ModelSpec, options: InferOptions, render: tuple[str, 
     if not callable(model):
         return Segmenter.open(model, device=options.device, backend=options.backend,
                               size=options.size, policy=options.policy, alpha=options.alpha,
-                              render=render, tile=options.tile, overlap=options.overlap)
+                              render=render, tile=options.tile, overlap=options.overlap,
+                              max_side=options.max_side)
     backend = model()
     try:
         return Segmenter(backend, size=options.size, policy=options.policy, alpha=options.alpha,
-                         render=render, tile=options.tile, overlap=options.overlap)
+                         render=render, tile=options.tile, overlap=options.overlap,
+                         max_side=options.max_side)
     except BaseException:
         backend.close()
         raise

@@ -52,6 +52,7 @@ class SizePlan:
     target: tuple[int, int] | None = None
     long_side: int | None = None  # 'letterbox' by long side (reference resize-pad policy)
     tiles: TileSpec | None = None  # sliding windows over the placed frame
+    max_side: int | None = None  # 'native': frames with a longer side are scaled down to it
 
     def place(self, height: int, width: int) -> Placement:
         placement = self._place_content(height, width)
@@ -63,6 +64,10 @@ class SizePlan:
 
     def _place_content(self, height: int, width: int) -> Placement:
         if self.mode == "native" or self.target is None:
+            if self.max_side is not None and max(height, width) > self.max_side:
+                scale = self.max_side / max(height, width)
+                content_h, content_w = max(1, round(height * scale)), max(1, round(width * scale))
+                return Placement(height, width, content_h, content_w, content_h, content_w)
             return Placement(height, width, height, width, height, width)
         target_h, target_w = self.target
         if self.mode == "resize":
@@ -90,6 +95,8 @@ class SizePlan:
 
     def describe(self) -> str:
         sizing = self.mode if self.target is None else f"{self.mode} {self.target[0]}x{self.target[1]}"
+        if self.max_side is not None and self.target is None:
+            sizing += f" (long side at most {self.max_side})"
         return sizing if self.tiles is None else f"{sizing}, sliding {self.tiles.describe()}"
 
 
@@ -183,10 +190,18 @@ _PLANNERS: dict[SizePolicy, Callable[[_Asked], SizePlan]] = {
 
 def plan_size(meta: ModelMeta, *, size: tuple[int, int] | None = None,
               policy: SizePolicy | str = SizePolicy.auto, tile: tuple[int, int] | None = None,
-              overlap: float | None = None) -> SizePlan:
+              overlap: float | None = None, max_side: int | None = None) -> SizePlan:
     """Resolve --size, --policy, --tile and --overlap against what the model accepts. With
-    --policy sliding, --size resizes the frame and the tiles are the network input."""
+    --policy sliding, --size resizes the frame and the tiles are the network input. --max-side
+    scales down frames segmented at their native size (labels are scaled back up)."""
     policy = parse_choice(SizePolicy, policy, "--policy")
+    if max_side is not None:
+        if size is not None:
+            raise ConfigError("--max-side and --size both set the size frames are segmented at; "
+                              "give one of them")
+        if max_side < meta.input.min_side:
+            raise ConfigError(f"--max-side {max_side} is too small; the network needs at least "
+                              f"{meta.input.min_side} px per side")
     fixed = meta.input.fixed_size
     if policy is not SizePolicy.sliding:
         if tile is not None or overlap is not None:
@@ -194,7 +209,8 @@ def plan_size(meta: ModelMeta, *, size: tuple[int, int] | None = None,
         if size is not None and fixed is not None and size != fixed:
             raise OcrDeployError(f"--size {size[0]}x{size[1]} differs from the model's fixed input "
                                  f"{fixed[0]}x{fixed[1]}; export a dynamic model or drop --size")
-    return _PLANNERS[policy](_Asked(meta, size, tile, overlap))
+    plan = _PLANNERS[policy](_Asked(meta, size, tile, overlap))
+    return replace(plan, max_side=max_side) if max_side is not None else plan
 
 
 def as_bgr8(frame: np.ndarray) -> np.ndarray:

@@ -84,7 +84,8 @@ class Prepared:
 class Segmenter:
     def __init__(self, backend: Backend, *, size: tuple[int, int] | None = None,
                  policy: str = "auto", alpha: float = 0.5, render: Sequence[str] = (),
-                 tile: tuple[int, int] | None = None, overlap: float | None = None):
+                 tile: tuple[int, int] | None = None, overlap: float | None = None,
+                 max_side: int | None = None):
         if not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"--alpha must be between 0 and 1, got {alpha}")
         unknown = set(render) - set(RENDERINGS)
@@ -92,7 +93,8 @@ class Segmenter:
             raise ConfigError(f"render may contain 'color' and 'overlay', not {sorted(unknown)}")
         self.backend = backend
         self.meta: ModelMeta = backend.meta
-        self.plan = plan_size(self.meta, size=size, policy=policy, tile=tile, overlap=overlap)
+        self.plan = plan_size(self.meta, size=size, policy=policy, tile=tile, overlap=overlap,
+                              max_side=max_side)
         self.alpha = alpha
         self.render = tuple(name for name in RENDERINGS if name in render)  # colour first
         self.lut = palette_lut(self.meta.dataset.palette)

@@ -77,7 +77,7 @@ def _cityscapes(root: Path, count: int = 3) -> list[tuple[np.ndarray, np.ndarray
 def test_cityscapes_layout_matches_independent_scores(tiny_onnx, tmp_path):
     samples = _cityscapes(tmp_path / "cs")
     result = RUNNER.invoke(app, ["eval", str(tiny_onnx), "--data", str(tmp_path / "cs"), "--json",
-                                 "--no-progress"])
+                                 "-", "--no-progress"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     segmenter = Segmenter.open(tiny_onnx, device="cpu")

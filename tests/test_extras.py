@@ -34,6 +34,9 @@ PROMISES: dict[str | None, list[tuple[str, str]]] = {
     "tensorrt": TRT_ENTRY, "tensorrt-cu12": TRT_ENTRY, "tensorrt-cu13": TRT_ENTRY,
     "tensorrt-lean-cu12": LEAN_ENTRY, "tensorrt-lean-cu13": LEAN_ENTRY,
     "openvino": [("ocr_deploy.backends.openvino", "OpenVinoBackend")],
+    "explain": [("exporters.explain.job", "run_explain")],
+    "serve": [("ocr_deploy.serving.server", "serve"), ("ocr_deploy.remote", "RemoteSegmenter")],
+    "cluster": [("ocr_deploy.batch.runner", "run_batch")],
 }
 # Top-level import name -> the distributions that provide it (any one will do).
 PROVIDERS = {
@@ -45,6 +48,8 @@ PROVIDERS = {
     "matplotlib": {"matplotlib"}, "cuda": {"cuda-python", "cuda-bindings"},
     "tensorrt": {"tensorrt", "tensorrt-cu12", "tensorrt-cu13"},
     "tensorrt_lean": {"tensorrt-lean", "tensorrt-lean-cu12", "tensorrt-lean-cu13"},
+    "pytriton": {"nvidia-pytriton"}, "tritonclient": {"tritonclient"}, "ray": {"ray"},
+    "pyarrow": {"pyarrow"},
 }
 # Imports made by name at run time, which no AST shows: (module, function) -> any-of groups.
 DYNAMIC = {("ocr_deploy.backends.nvidia", "tensorrt"): [("tensorrt",)],
@@ -59,8 +64,18 @@ def _normalise(name: str) -> str:
 def requirements() -> dict[str | None, set[str]]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     names = {None: project["dependencies"], **project["optional-dependencies"]}
-    return {extra: {_normalise(re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req).group()) for req in reqs}
-            for extra, reqs in names.items()}
+
+    def expand(reqs: list[str]) -> set[str]:  # "ocr-deploy[export]" stands for that extra's list
+        found: set[str] = set()
+        for req in reqs:
+            own = re.fullmatch(r"ocr-deploy\[([a-z0-9,-]+)\]", req)
+            if own:
+                found |= set().union(*(expand(names[extra]) for extra in own.group(1).split(",")))
+            else:
+                found.add(_normalise(re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req).group()))
+        return found
+
+    return {extra: expand(reqs) for extra, reqs in names.items()}
 
 
 @dataclass

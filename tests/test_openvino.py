@@ -363,5 +363,5 @@ def test_build_compare_and_infer_through_the_cli(tiny_onnx, small_frames, tmp_pa
     assert inferred.exit_code == 0 and "on openvino" in inferred.stderr, inferred.output
     refused = runner.invoke(app, ["build", str(tiny_onnx), "--backend", "openvino",
                                   "--shape", "96x160", "-o", str(tmp_path / "x.xml")])
-    assert refused.exit_code == 1 and "--shape does not apply to --backend openvino" in refused.stderr
+    assert refused.exit_code == 1 and "--size does not apply to --backend openvino" in refused.stderr
     assert not (tmp_path / "x.xml").exists()

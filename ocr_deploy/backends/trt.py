@@ -171,7 +171,7 @@ class TensorRTBackend:
         if not profile.contains(shape):
             raise FrameError(f"input {shape} is outside the engine's profile {profile.min}.."
                              f"{profile.max}; pass --size inside it, or rebuild with "
-                             "--min-shape/--max-shape")
+                             "--min-size/--max-size")
         from cuda.bindings import runtime as cuda
 
         to_device = cuda.cudaMemcpyKind.cudaMemcpyHostToDevice

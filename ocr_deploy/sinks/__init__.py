@@ -107,13 +107,13 @@ def sink_types(save: Iterable[str], *, is_video: bool,
 
 
 def make_outputs(folder: Path, save: Iterable[str], *, meta: ModelMeta, is_video: bool,
-                 stem: str, fps: float | None, overwrite: bool = False,
+                 stem: str, fps: float | None, overwrite: bool = False, legend: bool = False,
                  table: Mapping[str, SinkType] = SINKS) -> Outputs:
     """The run's sinks. Files that exist before the run are never replaced unless `overwrite`;
     sinks with one file per run claim it here, so that refusal comes before any frame."""
     claims = OutputClaims(folder, overwrite=overwrite)
     context = SinkContext(folder=folder, meta=meta, is_video=is_video, stem=stem,
-                          fps=fps or 30.0, claims=claims)
+                          fps=fps or 30.0, claims=claims, legend=legend)
     return Outputs([make(context) for make in sink_types(save, is_video=is_video, table=table)],
                    claims=claims)
 

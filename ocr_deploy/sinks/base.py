@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol, cast
 
+import numpy as np
+
 from ocr_deploy.errors import OcrDeployError
 from ocr_deploy.meta import ModelMeta
 from ocr_deploy.sinks.manifest import MANIFEST_NAME, OutputManifest
@@ -77,6 +79,7 @@ class SinkContext:
     stem: str  # the source's name, for per-source files
     fps: float
     claims: OutputClaims | None = None  # None: a private set that never overwrites
+    legend: bool = False  # colour and overlay outputs carry a legend of the classes present
 
     def __post_init__(self) -> None:
         if self.claims is None:
@@ -85,6 +88,15 @@ class SinkContext:
     def output_path(self, name: str) -> Path:
         """Where the file `name` goes, claimed for this run (see OutputClaims)."""
         return cast(OutputClaims, self.claims).claim(name)  # set in __post_init__
+
+    def decorate(self, image: np.ndarray, result: SegResult) -> np.ndarray:
+        """A colour or overlay image as written: with the legend of its classes if asked."""
+        if not self.legend:
+            return image
+        from ocr_deploy.legend import draw_legend
+
+        dataset = self.meta.dataset
+        return draw_legend(image, result.class_fractions, dataset.classes, dataset.palette)
 
 
 class Sink(Protocol):

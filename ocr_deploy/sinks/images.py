@@ -82,7 +82,7 @@ class ColorImages(ImageFileSink):
     what = "color"
 
     def encode(self, result: SegResult) -> bytes:
-        return encode_image(result.color, ".png")
+        return encode_image(self.context.decorate(result.color, result), ".png")
 
 
 class OverlayImages(ImageFileSink):
@@ -91,4 +91,4 @@ class OverlayImages(ImageFileSink):
     suffix = ".jpg"
 
     def encode(self, result: SegResult) -> bytes:
-        return encode_image(result.overlay, ".jpg")
+        return encode_image(self.context.decorate(result.overlay, result), ".jpg")

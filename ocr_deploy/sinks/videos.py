@@ -26,6 +26,7 @@ class OverlayVideo:
     context: SinkContext
     _writer: Any = None
     _file: PartialFile | None = None
+    _size: tuple[int, int] = (0, 0)  # (width, height) of the video, from its first frame
 
     needs: ClassVar[frozenset[str]] = frozenset({"overlay"})
     video_only: ClassVar[bool] = True
@@ -34,9 +35,15 @@ class OverlayVideo:
         self._path = self.context.output_path(f"{self.context.stem}_overlay.mp4")  # before frames
 
     def write(self, result: SegResult) -> None:
+        import cv2
+
+        image = self.context.decorate(result.overlay, result)
         if self._writer is None:
-            self._open(result.overlay)
-        self._writer.write(result.overlay)
+            self._open(image)
+            self._size = image.shape[1], image.shape[0]
+        elif (image.shape[1], image.shape[0]) != self._size:  # several sources of other sizes
+            image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
+        self._writer.write(image)
 
     def _open(self, first: np.ndarray) -> None:
         import cv2

@@ -17,6 +17,7 @@ import numpy as np
 from ocr_deploy.sources import captures, images
 from ocr_deploy.sources.base import Frame, Source, SourceError, SourceOptions, SourceReport
 from ocr_deploy.sources.captures import STREAM_SCHEMES, VIDEO_SUFFIXES, LiveCapture, VideoFile
+from ocr_deploy.sources.chain import SourceChain, chain_sources
 from ocr_deploy.sources.frames import FrameIterable, is_frame_iterable, open_frames
 from ocr_deploy.sources.headers import DEFAULT_MAX_PIXELS
 from ocr_deploy.sources.images import IMAGE_SUFFIXES, ImageFiles
@@ -43,11 +44,12 @@ SOURCE_KINDS: tuple[SourceKind, ...] = (
 )
 
 
-def open_source(spec: SourceSpec, *, recursive: bool = False, stride: int = 1,
+def open_source(spec: SourceSpec | list[str], *, recursive: bool = False, stride: int = 1,
                 max_frames: int | None = None, open_timeout_s: float = 10.0,
                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Source:
-    """Image file, folder, glob, video file, camera index ('0') or stream URL; a Source of
-    your own passes straight through, and an iterable of frames is wrapped as kind 'frames'.
+    """Image file, folder, glob, video file, camera index ('0') or stream URL, or a list of
+    such specs (run in order as one source); a Source of your own passes straight through, and
+    an iterable of frames is wrapped as kind 'frames'.
     Image files and videos with more than `max_pixels` per frame (read from the header, before
     decoding) are refused; None lifts the limit."""
     options = SourceOptions(recursive=recursive, stride=stride, max_frames=max_frames,
@@ -57,15 +59,39 @@ def open_source(spec: SourceSpec, *, recursive: bool = False, stride: int = 1,
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if isinstance(spec, str):
-        for kind in SOURCE_KINDS:
-            if kind.recognises(spec):
-                return kind.open(spec, options)
-        raise SourceError(f"source not found: {spec} (give an image, folder, glob, video file, "
-                          "camera index such as 0, or a stream URL)")
+        return _open_spec(spec, options)
+    if _is_spec_list(spec):
+        return _open_specs([os.fspath(item) for item in spec], options)  # type: ignore[union-attr]
     if is_frame_iterable(spec):
         return open_frames(spec, options)
     raise SourceError(f"cannot read frames from a {type(spec).__name__}: give a path, glob, "
                       "camera index or stream URL, a Source, or an iterable of images")
+
+
+def _open_spec(spec: str, options: SourceOptions) -> Source:
+    for kind in SOURCE_KINDS:
+        if kind.recognises(spec):
+            return kind.open(spec, options)
+    raise SourceError(f"source not found: {spec} (give an image, folder, glob, video file, "
+                      "camera index such as 0, or a stream URL)")
+
+
+def _is_spec_list(spec: object) -> bool:
+    return isinstance(spec, list | tuple) and bool(spec) and \
+        all(isinstance(item, str | os.PathLike) for item in spec)
+
+
+def _open_specs(specs: list[str], options: SourceOptions) -> Source:
+    """Several specs, in order, as one source (see ocr_deploy.sources.chain)."""
+    parts: list[Source] = []
+    try:
+        for spec in specs:
+            parts.append(_open_spec(spec, options))
+    except BaseException:
+        for part in parts:
+            part.close()
+        raise
+    return chain_sources(parts, options.max_frames)
 
 
 def read_frames(specs: list[str], *, max_frames: int,
@@ -88,5 +114,5 @@ def read_frames(specs: list[str], *, max_frames: int,
 
 __all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "SOURCE_KINDS", "STREAM_SCHEMES", "VIDEO_SUFFIXES", "Frame",
            "FrameIterable", "ImageFiles", "LiveCapture", "Source", "SourceError", "SourceKind",
-           "SourceOptions", "SourceReport", "SourceSpec", "VideoFile", "open_source",
+           "SourceOptions", "SourceChain", "SourceReport", "SourceSpec", "VideoFile", "open_source",
            "read_frames"]

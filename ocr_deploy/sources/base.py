@@ -30,6 +30,7 @@ class SourceReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
     dropped: int = 0  # live frames replaced by newer ones before they could be processed
     ended_early: str | None = None
+    oriented: list[tuple[str, str]] = field(default_factory=list)  # (name, how EXIF turned it)
 
 
 @dataclass(frozen=True, kw_only=True)

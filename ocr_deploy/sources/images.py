@@ -13,17 +13,31 @@ import numpy as np
 
 from ocr_deploy.sources.base import Frame, Source, SourceError, SourceOptions
 from ocr_deploy.sources.headers import read_header_size, too_many_pixels
+from ocr_deploy.sources.orientation import DESCRIPTIONS, apply_orientation, exif_orientation
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 _GLOB_CHARS = "*?["
 
 
 def read_image(path: Path) -> np.ndarray | None:
-    """The image as OpenCV decodes it (any depth and channel count), or None if unreadable."""
+    """The image as OpenCV decodes it (any depth and channel count), turned the way it is
+    displayed (its EXIF orientation), or None if unreadable."""
     import cv2
 
     data = np.fromfile(str(path), dtype=np.uint8)  # cv2.imread cannot read non-ASCII paths
-    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    # IMREAD_UNCHANGED keeps depth and alpha but ignores EXIF orientation: applied here.
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    return None if image is None else apply_orientation(image, exif_orientation(data))
+
+
+def orientation_note(path: Path) -> str | None:
+    """How the file's EXIF orientation turned it ('rotated 90° clockwise'), None if upright."""
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(256 * 1024)
+    except OSError:
+        return None
+    return DESCRIPTIONS.get(exif_orientation(head))
 
 
 def regular_file(path: Path) -> Path:
@@ -64,6 +78,9 @@ class ImageFiles(Source):
                         raise SourceError(f"{path} {why}")
                     self.report.skipped.append((str(path), why))
                     continue
+            turned = orientation_note(path)
+            if turned is not None:
+                self.report.oriented.append((path.name, turned))
             yield Frame(image, index, names[index], None, (time.perf_counter() - start) * 1000.0)
 
     def _read(self, path: Path) -> tuple[np.ndarray | None, str]:
