@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from cli.common import (
     save_kinds,
     segment,
 )
+from ocr_deploy.backends import Backend
 from ocr_deploy.pipeline import InferOptions
 from ocr_deploy.sinks import IMAGE_DEFAULT, SINKS, VIDEO_DEFAULT
 from ocr_deploy.sources.headers import DEFAULT_MAX_PIXELS
@@ -86,14 +88,15 @@ def infer(
 
     if save_kinds(save) != ():
         check_output_folder(out, "-o")
-    model = model or demo_model()
-    artifact_spec(model, backend.value if backend else None)  # a backend that cannot run it: now
-    opener = model_opener(model, backend=backend.value if backend else None,
-                          device=device, log=progress_line)
     if server:  # the network runs on the server; sizing, outputs and summary stay here
         from ocr_deploy.remote import RemoteOpener
 
-        opener = RemoteOpener(server, server_model)
+        opener: Callable[[], Backend] | Path = RemoteOpener(server, server_model)
+    else:
+        model = model or demo_model()
+        artifact_spec(model, backend.value if backend else None)  # a backend that cannot run it: now
+        opener = model_opener(model, backend=backend.value if backend else None,
+                              device=device, log=progress_line)
     segment(source if len(source) > 1 else source[0], opener, InferOptions(
         out=out, save=save_kinds(save), alpha=alpha, size=one_size("--size", size),
         max_side=max_side, legend=legend,
