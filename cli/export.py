@@ -22,8 +22,9 @@ from ocr_deploy.vocabulary import InputFormat, OutputKind, Precision
 
 @one_line_errors
 def export(
-    weights: Annotated[Path, typer.Argument(help="Checkpoint of the HRNet-OCR reference "
-                                            "(.pth, .pth.tar, .pt, .safetensors).")],
+    weights: Annotated[Path, typer.Argument(
+        help="Checkpoint of HRNet-OCR, OCR or OCNet from the reference, openseg.pytorch, OCNet.pytorch "
+             "or mmsegmentation (.pth, .pth.tar, .pt, .safetensors).")],
     out: Annotated[Path | None, typer.Option("-o", "--out", help="Output .onnx path.",
                                              show_default="beside the checkpoint")] = None,
     dataset: Annotated[Dataset | None, typer.Option(help="Class names, palette and test policy.",
