@@ -55,8 +55,9 @@ def batch(
     alpha: Annotated[float, typer.Option(help="Overlay opacity of the colours.")] = 0.5,
     recursive: Annotated[bool, typer.Option(help="Search folders recursively; outputs mirror the "
                                             "sub-folders.")] = True,
-    retries: Annotated[int, typer.Option(help="Further attempts of a failed or crashed video "
-                                         "task (image tasks use Ray Data's retries).")] = 1,
+    retries: Annotated[int, typer.Option(help="Further attempts of a video that failed, on the "
+                                         "same worker (a crashed worker is restarted by Ray Data "
+                                         "and its work retried).")] = 1,
     fail_on_error: Annotated[bool, typer.Option(
         help="Exit with status 1 when any input failed; without it failures are only recorded "
              "in OUT/errors.parquet and the exit status is 0.")] = False,
@@ -72,7 +73,7 @@ def batch(
 
     from exporters.model_cache import resolve_model
     from ocr_deploy.assets import demo_model
-    from ocr_deploy.batch import STOP_AFTER_ENV, BatchOptions, WorkerConfig, model_digest, run_batch
+    from ocr_deploy.batch import CRASH_ON_ENV, STOP_AFTER_ENV, BatchOptions, WorkerConfig, model_digest, run_batch
     from ocr_deploy.batch.cluster import require_ray
     from ocr_deploy.errors import OcrDeployError
     from ocr_deploy.preprocess import parse_size
@@ -96,9 +97,10 @@ def batch(
         image_save=tuple(map(str, image_save)), video_save=tuple(map(str, video_save)),
         device=str(device.value), backend=backend.value if backend else None,
         threads=max(1, round(cpus_per_worker)), size=parse_size(size) if size else None,
-        policy=str(policy.value), alpha=alpha, batch=batch, max_pixels=int(max_pixels) or None)
+        policy=str(policy.value), alpha=alpha, batch=batch, max_pixels=int(max_pixels) or None,
+        retries=retries, crash_on=os.environ.get(CRASH_ON_ENV) or None)
     options = BatchOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
-                           gpus_per_worker=gpus_per_worker, retries=retries, recursive=recursive,
+                           gpus_per_worker=gpus_per_worker, recursive=recursive,
                            progress=progress, stop_after=int(stop) if stop else None)
     summary = run_batch(inputs, config, options, log=progress_line)
     for line in summary.lines():

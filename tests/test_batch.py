@@ -184,3 +184,61 @@ def test_manifest_and_output_names(inputs, tmp_path):
         manifest.unlink()
     assert [(item.stem, item.kind) for item in items] == [
         ("a/img0", "image"), ("b/img0", "image"), ("drive0", "video")]
+
+
+def test_worker_rows_past_bad_images_without_ray(tiny_onnx, tmp_path):
+    """The actor's code called directly: a good image, one too small for the network and a
+    corrupt one give rows in input order, two errors, and the good image's outputs."""
+    import pyarrow as pa
+
+    from ocr_deploy.batch import WorkerConfig, model_digest, plan_items
+    from ocr_deploy.batch.workers import SegmentWorker, work_units
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "good.png"), synthetic_frame(HEIGHT, WIDTH, seed=3))
+    cv2.imwrite(str(folder / "small.png"), synthetic_frame(8, 8, seed=4))
+    (folder / "torn.png").write_bytes(b"\x89PNG\r\n\x1a\n torn")
+    config = WorkerConfig(model=str(tiny_onnx), model_sha256=model_digest(tiny_onnx),
+                          out=str(tmp_path / "out"), image_save=("labels",), video_save=("csv",),
+                          threads=1, batch=2)
+    units = work_units(plan_items([str(folder)], tmp_path / "out"), workers=1, batch=8)
+    assert len(units) == 1 and units[0]["stems"] == ["good", "small", "torn"]
+    rows = SegmentWorker(config)(pa.Table.from_pylist(units)).to_pylist()
+    assert [(Path(row["path"]).name, bool(row["error"])) for row in rows] == [
+        ("good.png", False), ("small.png", True), ("torn.png", True)]
+    assert "at least" in rows[1]["error"] and "not a readable image" in rows[2]["error"]
+    assert rows[0]["frame"] == 0 and rows[0]["outputs"] == ["good_labels.png"]
+    assert (tmp_path / "out" / "good_labels.png").is_file()
+
+
+def test_work_units_put_videos_first_and_spread_images():
+    from ocr_deploy.batch import WorkItem
+    from ocr_deploy.batch.workers import IMAGES_PER_UNIT, work_units
+
+    items = ([WorkItem(f"/in/{n}.png", str(n), "image", 10) for n in range(40)]
+             + [WorkItem("/in/short.mp4", "short", "video", 100), WorkItem("/in/long.mp4", "long", "video", 900)])
+    units = work_units(items, workers=2, batch=1)
+    assert [unit["stems"] for unit in units[:2]] == [["long"], ["short"]]
+    assert [len(unit["paths"]) for unit in units[2:]] == [IMAGES_PER_UNIT] * 5
+    few = work_units(items[:6], workers=2, batch=1)  # 6 images, 2 workers: units of 2
+    assert [len(unit["paths"]) for unit in few] == [2, 2, 2]
+    assert [len(unit["paths"]) for unit in work_units(items[:6], workers=2, batch=4)] == [4, 2]
+
+
+def test_input_that_crashes_its_worker_is_recorded_and_the_rest_goes_on(local_ray, tiny_onnx, tmp_path):
+    """A worker process that dies (as in a decoder's segfault) on one input: the unit is tried
+    again, then its images one per unit; only the input at fault is recorded, exit status 0."""
+    from ocr_deploy.batch import CRASH_ON_ENV
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for seed in range(3):
+        cv2.imwrite(str(folder / f"x{seed}.png"), synthetic_frame(HEIGHT, WIDTH, seed=seed))
+    out = tmp_path / "out"
+    result = _batch(folder, out, tiny_onnx, "--retries", "0", workers=2, env={CRASH_ON_ENV: "x1.png"})
+    assert result.exit_code == 0, result.output
+    assert "finished 3 of 3 input(s)" in result.stdout and "1 failure(s)" in result.stdout, result.stdout
+    assert sorted(Path(path).name for path, _ in _rows(out)) == ["x0.png", "x2.png"]
+    errors = pq.read_table(out / ERRORS_NAME).to_pylist()
+    assert [Path(row["path"]).name for row in errors] == ["x1.png"] and "crashed" in errors[0]["error"]

@@ -46,11 +46,18 @@ def ray_session(address: str | None, *, num_cpus: int | None = None,
                                  "the cluster (ray start --head) or check the address") from None
         started = True
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = progress
-    context.verbose_stats_logs = False
+    settings = {"enable_progress_bars": progress, "verbose_stats_logs": False,
+                # A unit that crashes its worker on every retry is dropped, not the whole run:
+                # runner.py records its inputs as failed.
+                "max_errored_blocks": -1}
+    before = {name: getattr(context, name) for name in settings}
+    for name, value in settings.items():
+        setattr(context, name, value)
     try:
         yield ray
     finally:
+        for name, value in before.items():  # a Ray this process had before is left as it was
+            setattr(context, name, value)
         if started:
             ray.shutdown()
 

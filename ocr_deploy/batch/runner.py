@@ -1,26 +1,26 @@
-"""A batch run on Ray: plan the inputs, skip the finished ones, images through Ray Data into a
-pool of Segmenter actors, videos one task each on video actors, rows into the result tables.
+"""A batch run on Ray: plan the inputs, skip the finished ones, hand the rest as work units
+(each video alone, images a few at a time) through Ray Data into one pool of Segmenter actors,
+and put the rows that come back into the result tables.
 
-Images and videos run one after the other, so each phase may use every worker's resources
-(an image pool and a video pool side by side would wait on each other's CPUs or GPUs).
+Videos go first, beside the images on the same pool: the long tasks start early instead of
+trailing the run, and no worker waits for another kind's phase to end.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from ocr_deploy.batch.cluster import cluster_resources, ray_session
-from ocr_deploy.batch.plan import BatchInputError, WorkItem, plan_items
+from ocr_deploy.batch.plan import BatchInputError, plan_items
 from ocr_deploy.batch.table import STATE_FOLDER, ResultStore, Row
-from ocr_deploy.batch.workers import ImageWorker, VideoWorker, WorkerConfig, decode_row, error_row, probe_model
+from ocr_deploy.batch.workers import SegmentWorker, WorkerConfig, error_row, probe_model, work_units
 from ocr_deploy.errors import OcrDeployError
 from ocr_deploy.fileio import ensure_output_folder, remove_empty_folders, sha256_of
 
@@ -35,7 +35,6 @@ class BatchOptions:
     workers: int | None = None  # None: as many as the cluster's CPUs (or GPUs) allow
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
-    retries: int = 1  # further attempts of a failed video (images: Ray Data's own retries)
     recursive: bool = True
     progress: bool = True
     stop_after: int | None = None  # finished inputs after which the run stops (test hook)
@@ -99,12 +98,8 @@ def run_batch(inputs: list[str], config: WorkerConfig, options: BatchOptions, *,
         todo = [item for item in items if item.path not in finished]
         run = _Run(store, options.stop_after)
         try:
-            images = [item for item in todo if item.kind == "image"]
-            videos = [item for item in todo if item.kind == "video"]
-            if images:
-                _run_images(ray, images, config, options, workers, run)
-            if videos and not run.stopped:
-                _run_videos(ray, videos, config, options, workers, run)
+            if todo:
+                _run_units(ray, work_units(todo, workers, config.batch), config, options, workers, run)
         finally:
             store.finish(run.errors)
     return BatchSummary(inputs=len(items), skipped=len(finished), done=run.items, frames=run.frames,
@@ -138,70 +133,74 @@ class _Run:
             self.stopped = True
 
 
-def _run_images(ray: ModuleType, items: list[WorkItem], config: WorkerConfig, options: BatchOptions,
-                workers: int, run: _Run) -> None:
-    rows = [{"path": item.path, "stem": item.stem, "size": item.size} for item in items]
-    # Blocks of about one batch each: decoding spreads over tasks and results stream back.
-    blocks = max(1, min(len(rows), math.ceil(len(rows) / max(1, config.batch))))
-    # Ray Data restarts a crashed actor and retries its tasks; a file that fails to decode or
-    # segment comes back as a row with its error, so the dataset itself never fails on one input.
-    dataset = (ray.data.from_items(rows, override_num_blocks=blocks)
-               # Decoding asks for no CPU of its own: the actors hold the CPUs, and a task that
-               # waited for one would starve them; the task pool's size bounds it instead.
-               .map(decode_row, fn_kwargs={"max_pixels": config.max_pixels}, num_cpus=0,
-                    compute=ray.data.TaskPoolStrategy(size=max(2, workers)))
-               .map_batches(ImageWorker, fn_constructor_kwargs={"config": config},
-                            batch_size=config.batch, batch_format="numpy",
-                            compute=ray.data.ActorPoolStrategy(size=workers),
-                            num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker))
+def _run_units(ray: ModuleType, units: list[Row], config: WorkerConfig, options: BatchOptions,
+               workers: int, run: _Run) -> None:
+    """Every unit through the workers. A unit whose worker crashed on every attempt never comes
+    back: its images are tried once more one per unit, to tell the input at fault from its
+    neighbours, and what still does not come back is recorded as failed."""
+    for last_pass in (False, True):
+        returned = _run_pass(ray, units, config, options, workers, run)
+        if run.stopped:
+            return
+        lost = [unit for unit in units if not set(unit["paths"]) <= returned]
+        if not lost:
+            return
+        units = [] if last_pass else [_single(unit, index) for unit in lost if len(unit["paths"]) > 1
+                                      for index in range(len(unit["paths"]))]
+        run.take([_crashed(unit, index, config) for unit in lost if last_pass or len(unit["paths"]) == 1
+                  for index in range(len(unit["paths"]))])
+        if not units:
+            return
+
+
+def _run_pass(ray: ModuleType, units: list[Row], config: WorkerConfig, options: BatchOptions,
+              workers: int, run: _Run) -> set[str]:
+    """One Ray Data run over `units`; the paths whose rows came back."""
+    # An input that fails to decode or segment comes back as a row with its error. A worker
+    # that crashes is restarted and its unit tried again (--retries times); a unit that still
+    # crashes it is dropped by Ray Data (max_errored_blocks, set in ray_session) instead of
+    # failing the whole run, and the caller sees it missing.
+    # One unit per block and per call, one call in flight per actor: a worker that is done takes
+    # the next unit, instead of units queued behind a busy worker at the end of the run.
+    with warnings.catch_warnings():
+        # The retries go through the remote arguments, deprecated since Ray 2.60 with no named
+        # replacement yet (pyproject.toml keeps ray below 2.64, which removes them).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        dataset = (ray.data.from_items(units, override_num_blocks=len(units))
+                   .map_batches(SegmentWorker, fn_constructor_kwargs={"config": config},
+                                batch_size=1, batch_format="pyarrow",
+                                compute=ray.data.ActorPoolStrategy(size=min(workers, len(units)),
+                                                                   max_tasks_in_flight_per_actor=1),
+                                num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker,
+                                max_restarts=-1, max_task_retries=max(0, config.retries)))
+    returned: set[str] = set()
     batches = iter(dataset.iter_batches(batch_format="pyarrow", batch_size=None))
     try:
         for batch in batches:
-            run.take(batch.to_pylist())
+            rows = batch.to_pylist()
+            returned.update(row["path"] for row in rows)
+            run.take(rows)
             if run.stopped:
                 break
     except Exception as error:
-        raise OcrDeployError(f"the image workers failed: {_cause(error)}") from None
+        raise OcrDeployError(f"the workers failed: {_cause(error)}") from None
     finally:
         # Closing the iterator shuts Ray Data's executor down now; left to the garbage collector,
         # a stopped run would go on segmenting the rest in the background.
         getattr(batches, "close", lambda: None)()
+    return returned
 
 
-def _run_videos(ray: ModuleType, items: list[WorkItem], config: WorkerConfig, options: BatchOptions,
-                workers: int, run: _Run) -> None:
-    remote = ray.remote(VideoWorker).options(num_cpus=options.cpus_per_worker,
-                                             num_gpus=options.gpus_per_worker,
-                                             max_restarts=options.retries,
-                                             max_task_retries=options.retries)
-    actors = [remote.remote(config) for _ in range(min(workers, len(items)))]
-    queue = [_video_row(item) for item in items]
-    running: dict[Any, tuple[Row, Any]] = {}
-    try:
-        while queue or running:
-            for actor in actors:
-                if queue and actor not in {a for _, a in running.values()}:
-                    item = queue.pop(0)
-                    # retry_exceptions: a corrupt video or a worker's error is tried again too
-                    call = actor.run.options(retry_exceptions=True).remote(item)
-                    running[call] = (item, actor)
-            ready, _ = ray.wait(list(running), num_returns=1)
-            item, _actor = running.pop(ready[0])
-            try:
-                run.take(ray.get(ready[0]))
-            except Exception as error:
-                run.take([{**item, "error": _cause(error), "model_sha256": config.model_sha256}])
-            if run.stopped:
-                break
-    finally:
-        for call in running:
-            ray.cancel(call, force=True)
-        for actor in actors:
-            ray.kill(actor)
+def _single(unit: Row, index: int) -> Row:
+    return {"kind": unit["kind"], "paths": [unit["paths"][index]], "stems": [unit["stems"][index]],
+            "sizes": [unit["sizes"][index]]}
 
 
-def _video_row(item: WorkItem) -> Row:
-    return {"path": item.path, "stem": item.stem, "kind": item.kind, "size": item.size}
+def _crashed(unit: Row, index: int, config: WorkerConfig) -> Row:
+    tries = 1 + max(0, config.retries)
+    return {"path": unit["paths"][index], "stem": unit["stems"][index], "kind": unit["kind"],
+            "model_sha256": config.model_sha256,
+            "error": f"the worker segmenting it crashed, {tries} time(s) (see Ray's log above)"}
 
 
 def _probe(ray: ModuleType, config: WorkerConfig, options: BatchOptions) -> str:
