@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cli.common import one_line_errors, progress_line, save_kinds
-from ocr_deploy.backends import BACKEND_TABLE
+from cli.common import RuntimeBackend, one_line_errors, progress_line, save_kinds
 from ocr_deploy.sinks import IMAGE_DEFAULT, SINKS, VIDEO_DEFAULT
 from ocr_deploy.sources.headers import DEFAULT_MAX_PIXELS
 from ocr_deploy.vocabulary import Device
 from ocr_deploy.vocabulary import SizePolicy as Policy
-
-# The runtime's backends only: workers run exported models (a checkpoint is exported first).
-RuntimeBackend = Enum("RuntimeBackend", {spec.name: spec.name for spec in BACKEND_TABLE},  # type: ignore[misc]
-                      type=str)
 
 
 @one_line_errors

@@ -16,7 +16,7 @@ from typer.core import TyperArgument, TyperCommand
 
 from exporters.artifacts import ARTIFACT_TABLE
 from exporters.builds import BUILDERS
-from ocr_deploy.backends import Backend
+from ocr_deploy.backends import BACKEND_TABLE, Backend
 from ocr_deploy.errors import OcrDeployError
 from ocr_deploy.pipeline import InferOptions
 from ocr_deploy.presets import preset_names
@@ -27,6 +27,10 @@ Dataset = Enum("Dataset", {name: name for name in preset_names()}, type=str)  # 
 # Every backend that can open an artifact: the runtime's table plus PyTorch for checkpoints.
 BackendName = Enum("BackendName", {spec.name: spec.name for spec in ARTIFACT_TABLE},  # type: ignore[misc]
                    type=str)
+
+# The runtime's backends only: what opens an exported model (batch workers, serve).
+RuntimeBackend = Enum("RuntimeBackend", {spec.name: spec.name for spec in BACKEND_TABLE},  # type: ignore[misc]
+                      type=str)
 
 # Backends with a build step (exporters.builds.BUILDERS).
 BuildBackend = Enum("BuildBackend", {row.backend: row.backend for row in BUILDERS},  # type: ignore[misc]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import one_line_errors
+from cli.common import RuntimeBackend, one_line_errors
 from ocr_deploy.sources.headers import DEFAULT_MAX_PIXELS
 from ocr_deploy.vocabulary import Device
 
@@ -17,9 +17,8 @@ def serve(
     model: Annotated[Path, typer.Argument(help="Exported .onnx, TensorRT .engine or OpenVINO .xml.")],
     name: Annotated[str | None, typer.Option(
         help="Triton model name.", show_default="the checkpoint's name, from the metadata")] = None,
-    backend: Annotated[str | None, typer.Option(
-        help="Runtime backend: onnxruntime, openvino or tensorrt.",
-        show_default="from the model's file type")] = None,
+    backend: Annotated[RuntimeBackend | None, typer.Option(
+        help="Runtime backend.", show_default="from the model's file type")] = None,
     device: Annotated[Device, typer.Option(help="Where the backend runs.")] = Device.auto,
     size: Annotated[str | None, typer.Option(
         help="Network input size HxW; frames are resized to it and labels returned at their own size.",
@@ -45,7 +44,7 @@ def serve(
     from ocr_deploy.serving import serve as run_server
 
     run_server(ServeOptions(
-        model=model, name=name, backend=backend, device=device.value,
+        model=model, name=name, backend=backend.value if backend else None, device=device.value,
         size=parse_size(size) if size else None, instances=instances, max_batch=max_batch,
         max_queue_delay_us=max_queue_delay_us, host=host, http_port=http_port, grpc_port=grpc_port,
         metrics_port=metrics_port, max_pixels=int(max_pixels) or None, exit_timeout_s=exit_timeout),

@@ -106,9 +106,11 @@ def test_many_classes_give_int32_labels(tmp_path):
 
 
 def test_opset_18_and_simplify(tiny_checkpoint, tmp_path):
+    # Static 64x64 (a third of a dynamic export's time); dynamic axes are proved by the default
+    # export's test, and this one's verification still compares the slimmed graph with PyTorch.
     out = tmp_path / "slim.onnx"
     result = run_export(ExportRequest(weights=tiny_checkpoint, output=out, opset=18,
-                                      simplify=True))
+                                      simplify=True, height=64, width=64))
     assert onnx.load(str(out)).opset_import[0].version == 18
     assert result.verification.passed
     assert any("onnxslim" in note for note in result.notes)
