@@ -136,21 +136,20 @@ class _Run:
 def _run_units(ray: ModuleType, units: list[Row], config: WorkerConfig, options: BatchOptions,
                workers: int, run: _Run) -> None:
     """Every unit through the workers. A unit whose worker crashed on every attempt never comes
-    back: its images are tried once more one per unit, to tell the input at fault from its
-    neighbours, and what still does not come back is recorded as failed."""
-    for last_pass in (False, True):
-        returned = _run_pass(ray, units, config, options, workers, run)
-        if run.stopped:
-            return
-        lost = [unit for unit in units if not set(unit["paths"]) <= returned]
-        if not lost:
-            return
-        units = [] if last_pass else [_single(unit, index) for unit in lost if len(unit["paths"]) > 1
-                                      for index in range(len(unit["paths"]))]
-        run.take([_crashed(unit, index, config) for unit in lost if last_pass or len(unit["paths"]) == 1
-                  for index in range(len(unit["paths"]))])
-        if not units:
-            return
+    back: a unit of several images is tried once more one image per unit, to tell the input at
+    fault from its neighbours, and what still does not come back is recorded as failed."""
+    lost = _lost(units, _run_pass(ray, units, config, options, workers, run))
+    split = [_single(unit, index) for unit in lost if len(unit["paths"]) > 1
+             for index in range(len(unit["paths"]))]
+    lost = [unit for unit in lost if len(unit["paths"]) == 1]
+    if split and not run.stopped:
+        lost += _lost(split, _run_pass(ray, split, config, options, workers, run))
+    if lost and not run.stopped:
+        run.take([_crashed(unit, config) for unit in lost])
+
+
+def _lost(units: list[Row], returned: set[str]) -> list[Row]:
+    return [unit for unit in units if not set(unit["paths"]) <= returned]
 
 
 def _run_pass(ray: ModuleType, units: list[Row], config: WorkerConfig, options: BatchOptions,
@@ -196,9 +195,10 @@ def _single(unit: Row, index: int) -> Row:
             "sizes": [unit["sizes"][index]]}
 
 
-def _crashed(unit: Row, index: int, config: WorkerConfig) -> Row:
+def _crashed(unit: Row, config: WorkerConfig) -> Row:
+    """The failure row of a one-input unit that crashed its worker on every attempt."""
     tries = 1 + max(0, config.retries)
-    return {"path": unit["paths"][index], "stem": unit["stems"][index], "kind": unit["kind"],
+    return {"path": unit["paths"][0], "stem": unit["stems"][0], "kind": unit["kind"],
             "model_sha256": config.model_sha256,
             "error": f"the worker segmenting it crashed, {tries} time(s) (see Ray's log above)"}
 
