@@ -154,20 +154,23 @@ class SegmentWorker:
                 rows[position[frame.name]] = self._error(items[position[frame.name]], _describe(error))
 
         results = self.images.stream(frames(), batch_size=self.config.batch, on_bad_frame=bad_frame)
+        failed = False
         try:
             for result in results:
                 assert result.source is not None  # every frame streamed is a Frame
                 index = position[result.source.name]
                 rows[index] = self._written(items[index], result)
         except Exception:
+            failed = True
+        finally:
+            close = getattr(results, "close", None)
+            if close:
+                close()  # the stream's threads stop before anything else touches `rows`
+        if failed:
             # A batch that failed in inference: the images it held, and those after it, one by one.
             for index in range(len(items)):
                 if index not in rows:
                     rows[index] = self._alone(items[index])
-        finally:
-            close = getattr(results, "close", None)
-            if close:
-                close()
         return [rows[index] for index in sorted(rows)]
 
     def _alone(self, item: Row) -> Row:
