@@ -49,9 +49,9 @@ def batch(
     alpha: Annotated[float, typer.Option(help="Overlay opacity of the colours.")] = 0.5,
     recursive: Annotated[bool, typer.Option(help="Search folders recursively; outputs mirror the "
                                             "sub-folders.")] = True,
-    retries: Annotated[int, typer.Option(help="Further attempts of a video that failed, on the "
-                                         "same worker (a crashed worker is restarted by Ray Data "
-                                         "and its work retried).")] = 1,
+    retries: Annotated[int, typer.Option(help="Further attempts of a video that failed, and of "
+                                         "work whose worker crashed (restarted by Ray Data); then "
+                                         "the input is recorded as failed.")] = 1,
     fail_on_error: Annotated[bool, typer.Option(
         help="Exit with status 1 when any input failed; without it failures are only recorded "
              "in OUT/errors.parquet and the exit status is 0.")] = False,
