@@ -237,19 +237,13 @@ class SegmentWorker:
 
 
 def read_input_image(path: Path, max_pixels: int | None) -> tuple[np.ndarray | None, str]:
-    """One image file as uint8 BGR, or None and why not (the reason is this input's error)."""
-    from ocr_deploy.preprocess import as_bgr8
-    from ocr_deploy.sources.images import oversized, read_image
+    """sources.images.read_image_file, with any reader failure made this input's error: one
+    file never fails the unit it travels in."""
+    from ocr_deploy.sources.images import read_image_file
 
     try:
-        limit = oversized(path, max_pixels)
-        if limit:
-            return None, f"is too large: {limit}"
-        decoded = read_image(path)
-        if decoded is None:
-            return None, "is not a readable image (corrupt or unsupported)"
-        return as_bgr8(decoded), ""
-    except Exception as failure:  # any reader failure is this input's, not the batch's
+        return read_image_file(path, max_pixels)
+    except Exception as failure:
         return None, f"{type(failure).__name__}: {failure}"
 
 

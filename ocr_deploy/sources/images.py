@@ -53,6 +53,18 @@ def oversized(path: Path, max_pixels: int | None) -> str | None:
     return too_many_pixels(read_header_size(path), max_pixels)
 
 
+def read_image_file(path: Path, max_pixels: int | None) -> tuple[np.ndarray | None, str]:
+    """One input image, or None and why not (a sentence that follows the path): not a file,
+    over the pixel limit (from its header, nothing decoded), or unreadable."""
+    if not path.is_file():
+        return None, "is not a regular file"
+    limit = oversized(path, max_pixels)
+    if limit is not None:
+        return None, f"is too large: {limit}"
+    image = read_image(path)
+    return image, "is not a readable image (corrupt or unsupported)"
+
+
 @dataclass
 class ImageFiles(Source):
     paths: list[Path] = field(default_factory=list)
@@ -72,7 +84,7 @@ class ImageFiles(Source):
             start = time.perf_counter()
             image = self._decoded.pop(index, None)
             if image is None:
-                image, why = self._read(path)
+                image, why = read_image_file(path, self.max_pixels)
                 if image is None:
                     if self.single:
                         raise SourceError(f"{path} {why}")
@@ -83,14 +95,6 @@ class ImageFiles(Source):
                 self.report.oriented.append((path.name, turned))
             yield Frame(image, index, names[index], None, (time.perf_counter() - start) * 1000.0)
 
-    def _read(self, path: Path) -> tuple[np.ndarray | None, str]:
-        if not path.is_file():
-            return None, "is not a regular file"
-        limit = oversized(path, self.max_pixels)
-        if limit is not None:
-            return None, f"is too large: {limit}"
-        image = read_image(path)
-        return image, "is not a readable image (corrupt or unsupported)"
 
     def reads_from(self, folder: Path) -> bool:
         """Would files written into `folder` be among this source's inputs on a rerun?"""
@@ -147,14 +151,11 @@ def is_existing_path(spec: str) -> bool:
 
 def open_image(spec: str, options: SourceOptions) -> ImageFiles:
     path = regular_file(Path(spec).expanduser())
-    limit = oversized(path, options.max_pixels)
-    if limit is not None:
-        raise SourceError(f"{path} is too large: {limit}")
     # Decoded once, here, before any model loads (an unreadable image is the only output), and
     # handed to the run rather than decoded again.
-    image = read_image(path)
+    image, why = read_image_file(path, options.max_pixels)
     if image is None:
-        raise SourceError(f"{path} is not a readable image (corrupt or unsupported)")
+        raise SourceError(f"{path} {why}")
     return ImageFiles(kind="image", name=path.stem, total=1, paths=[path], single=True,
                       max_pixels=options.max_pixels, _decoded={0: image})
 
