@@ -76,10 +76,12 @@ class PartialFile:
     The real suffix stays last: OpenCV writers pick the file format from it.
     """
 
+    MARK = ".partial"  # in every temporary name: .<stem>.<random>.partial<suffix>
+
     def __init__(self, final: Path):
         self.final = final
         handle, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}.",
-                                        suffix=f".partial{final.suffix}")
+                                        suffix=f"{self.MARK}{final.suffix}")
         os.close(handle)
         self.temporary = Path(name)
 
@@ -91,6 +93,13 @@ class PartialFile:
 
     def discard(self) -> None:
         self.temporary.unlink(missing_ok=True)
+
+    @classmethod
+    def remove_stale(cls, folder: Path) -> None:
+        """Temporary files under `folder` left by a process killed mid-write."""
+        for path in folder.rglob(f".*{cls.MARK}.*"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
 
 
 @contextmanager

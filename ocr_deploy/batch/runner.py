@@ -22,7 +22,7 @@ from ocr_deploy.batch.plan import BatchInputError, plan_items
 from ocr_deploy.batch.table import STATE_FOLDER, ResultStore, Row
 from ocr_deploy.batch.workers import SegmentWorker, WorkerConfig, error_row, probe_model, work_units
 from ocr_deploy.errors import OcrDeployError
-from ocr_deploy.fileio import ensure_output_folder, remove_empty_folders, sha256_of
+from ocr_deploy.fileio import PartialFile, ensure_output_folder, remove_empty_folders, sha256_of
 
 STOP_AFTER_ENV = "OCR_DEPLOY_BATCH_STOP_AFTER"  # test hook: stop after N finished inputs
 
@@ -92,7 +92,7 @@ def run_batch(inputs: list[str], config: WorkerConfig, options: BatchOptions, *,
         except OSError as error:
             remove_empty_folders(created)
             raise OcrDeployError(f"cannot write into {out} ({error.strerror})") from None
-        _remove_stale_temporaries(out)
+        PartialFile.remove_stale(out)  # of a run killed mid-write
         store = ResultStore.open(out)
         finished = store.done(items, config.model_sha256)
         todo = [item for item in items if item.path not in finished]
@@ -237,13 +237,6 @@ def _check_output_folder(out: Path) -> None:
     if out.is_dir() and any(out.iterdir()) and not (out / STATE_FOLDER).is_dir():
         raise BatchInputError(f"-o {out} holds files that ocr-deploy batch did not write; choose a "
                               "new or empty folder, or the folder of an earlier batch run")
-
-
-def _remove_stale_temporaries(out: Path) -> None:
-    """Temporary files of a run that was killed mid-write (fileio.PartialFile's names)."""
-    for path in out.rglob(".*.partial.*"):
-        if path.is_file():
-            path.unlink(missing_ok=True)
 
 
 def _cause(error: BaseException) -> str:
