@@ -60,8 +60,10 @@ def batch(
         help="Refuse frames with more pixels (read from the file header); 0 for no limit.")
                           ] = DEFAULT_MAX_PIXELS,
 ) -> None:
-    """Segment many images and videos on Ray (this machine or a cluster), resumably: outputs as
-    for infer under OUT, one row per frame in OUT/results.parquet, failures in OUT/errors.parquet.
+    """Segment many images and videos on Ray (this machine or a cluster), resumably.
+
+    Outputs as for infer under OUT; one row per frame in OUT/results.parquet, failures in OUT/errors.parquet.
+
     A rerun skips inputs whose outputs are complete. See docs/cluster.md."""
     import os
 

@@ -27,8 +27,9 @@ def explain(
     overwrite: Annotated[bool, typer.Option(help="Also replace files of the outputs' names that "
                                             "ocr-deploy did not write.")] = False,
 ) -> None:
-    """Show the object context behind a segmentation: OCR's soft object regions and each pixel's
-    relation to them, or OCNet's attention map of each pixel."""
+    """Show the object context behind a segmentation (OCR's object regions, OCNet's attention).
+
+    OCR: its soft object regions and each pixel's relation to them; OCNet: each pixel's attention map."""
     from exporters.explain import ExplainRequest, run_explain
     from exporters.explain.pixels import parse_pixel
     from ocr_deploy.preprocess import parse_size
